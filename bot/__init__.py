@@ -1,0 +1,1 @@
+"""unetbot's bot: Hub access, policy, publishing, the CLI and the embedded Hub server."""

@@ -1,0 +1,172 @@
+"""`bot`: the command line of unetbot (typer).
+
+Expected failures (bad input, unsupported model, validation failure, Hub errors) print one
+clear line and exit with their documented code (bot/exit_codes.py); only bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot import exit_codes
+from bot.log import setup_logging
+from engine.errors import UnetbotError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="unetbot: convert SD1.5/LCM UNets to original-format and quantized files.",
+)
+hub_app = typer.Typer(no_args_is_help=True, help="The embedded Hub-compatible server.")
+app.add_typer(hub_app, name="hub")
+log = logging.getLogger("unetbot.cli")
+
+
+def _fail(exc: BaseException) -> None:
+    code = exit_codes.exit_code_for(exc)
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    setup_logging(verbose)
+
+
+@app.command()
+def variants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List every variant: format, what loads it, expected size vs the fp16 UNet."""
+    from engine.variants import VARIANTS
+
+    rows = [
+        {
+            "variant": v.name,
+            "format": v.format,
+            "loads_with": list(v.consumers),
+            "expected_size_vs_fp16_unet": v.size_vs_fp16_unet,
+            "needs_vae_and_text_encoder": v.needs_full_pipeline,
+            "published_to": v.target,
+            "description": v.description,
+        }
+        for v in VARIANTS.values()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("variant", "format", "loads with", "size", "published to")
+    for r in rows:
+        table.add_row(
+            r["variant"],
+            r["format"],
+            ", ".join(r["loads_with"]),
+            f"{r['expected_size_vs_fp16_unet']:.2f}x",
+            r["published_to"],
+        )
+    Console().print(table)
+
+
+@app.command()
+def convert(
+    src: Annotated[str, typer.Argument(help="Local pipeline/unet folder, or a Hub repo id.")],
+    variants: Annotated[str, typer.Option(help="Comma list or 'all'; see `bot variants`.")] = "original",
+    out: Annotated[Path, typer.Option(help="Output folder (manifest.json + artifacts).")] = Path("out"),
+    revision: Annotated[str | None, typer.Option(help="Hub revision (branch, tag or sha).")] = None,
+    publish: Annotated[str, typer.Option(help="pr | repo | none")] = "none",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; write nothing.")] = False,
+    config: Annotated[Path | None, typer.Option(help="Bot config (YAML).")] = None,
+    skip_validation: Annotated[
+        bool, typer.Option("--skip-validation", help="Write artifacts only (never published).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Convert one model, validate every artifact, and optionally publish it."""
+    from bot.convert_cmd import run_convert
+
+    try:
+        result = run_convert(
+            src=src,
+            variants=variants,
+            out=out,
+            revision=revision,
+            publish=publish,
+            dry_run=dry_run,
+            config_path=config,
+            validate=not skip_validation,
+        )
+    except UnetbotError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(result.summary())
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def validate(
+    folder: Annotated[Path, typer.Argument(help="A folder with manifest.json.")],
+    source: Annotated[Path | None, typer.Option(help="Source folder (default: from manifest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-check a manifest folder: sha256 of every file, then every artifact with its loader."""
+    from engine.validate import validate_folder
+
+    try:
+        manifest = validate_folder(folder, source)
+    except UnetbotError as exc:
+        _fail(exc)
+    failed = [a for a in manifest.artifacts if not a.passed]
+    if as_json:
+        typer.echo(manifest.to_json())
+    else:
+        for a in manifest.artifacts:
+            status = (a.validation or {}).get("status", "?")
+            typer.echo(f"{a.variant:18} {status:7} {(a.validation or {}).get('reason', '')}")
+    raise typer.Exit(exit_codes.VALIDATION_FAILED if failed else exit_codes.OK)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path | None, typer.Option(help="Keep files here (default: a temp dir).")] = None,
+) -> None:
+    """Run the main job end to end on generated models."""
+    from bot.demo import run_demo
+
+    try:
+        typer.echo(run_demo(workdir, validate=False))
+    except UnetbotError as exc:
+        _fail(exc)
+
+
+@hub_app.command("serve")
+def hub_serve(
+    root: Annotated[Path, typer.Option(help="Storage folder.")] = Path(".hub"),
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    config: Annotated[Path | None, typer.Option(help="Accounts/limits/faults YAML.")] = None,
+) -> None:
+    """Run the embedded Hub-compatible server (blocking)."""
+    from bot.hub import serve
+
+    serve(root, host, port, config)
+
+
+@hub_app.command("token")
+def hub_token(root: Annotated[Path, typer.Option(help="Storage folder.")] = Path(".hub")) -> None:
+    """Print the local server's write token (for scripts; never logged)."""
+    from bot.hub import read_token
+
+    sys.stdout.write(read_token(root) + "\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""Run a list of variants on one source and describe the results in a manifest.
+
+This is the engine's entry point for the bot: `convert(source_dir, out_dir, variants, ...)`.
+A variant that fails to write raises (nothing partial is left: every writer writes to a temp name
+and renames); validation is a separate step (`engine.validate`) that fills each artifact's
+`validation` field.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.errors import BadInput, UnsupportedArchitecture
+from engine.manifest import Artifact, Manifest, describe_files
+from engine.original import Provenance
+from engine.source import Source, open_source
+from engine.variants import Variant, resolve_variants
+
+log = logging.getLogger("unetbot.engine")
+
+ProgressHook = Callable[[str, int, int], None]
+
+
+def source_summary(source: Source, provenance: Provenance) -> dict:
+    return {
+        "repo": provenance.source_repo,
+        "revision": provenance.source_revision,
+        "path": str(source.root),
+        "kind": source.classification.kind,
+        "reason": source.classification.reason,
+        "dtype": source.unet.dtype,
+        "unet_bytes": source.unet.weight_bytes,
+        "has_vae": source.vae is not None,
+        "has_text_encoder": source.text_encoder is not None,
+        "unet_config": source.unet.config,
+        "license_files": [p.name for p in source.license_files],
+    }
+
+
+def plan_variants(source: Source, spec: str | list[str]) -> list[Variant]:
+    """Variants to run for `spec` on `source`; refuses unsupported sources and impossible asks."""
+    if not source.classification.supported:
+        raise UnsupportedArchitecture(
+            f"{source.unet.folder}: {source.classification.reason}; refusing to convert"
+        )
+    variants = resolve_variants(spec, source)
+    missing = [v.name for v in variants if v.needs_full_pipeline and not source.has_full_pipeline]
+    if missing:
+        raise BadInput(
+            f"{source.root}: {', '.join(missing)} need vae/ and text_encoder/ safetensors"
+        )
+    return variants
+
+
+def convert(
+    source_dir: Path,
+    out_dir: Path,
+    variants: str | list[str],
+    provenance: Provenance = Provenance(),
+    stem: str | None = None,
+    progress: ProgressHook | None = None,
+) -> Manifest:
+    """Write every requested variant of `source_dir` into `out_dir` and save the manifest."""
+    source = open_source(Path(source_dir))
+    chosen = plan_variants(source, variants)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or (provenance.source_repo.split("/")[-1] if provenance.source_repo else "")
+    stem = stem or source.root.name
+    manifest = Manifest(source=source_summary(source, provenance))
+    for i, variant in enumerate(chosen):
+        if progress:
+            progress(variant.name, i, len(chosen))
+        started = time.perf_counter()
+        written = variant.writer(source, out_dir, stem, provenance)
+        files = describe_files(out_dir, written.files)
+        main = next(f for f in files if f.path == str(written.main.relative_to(out_dir)))
+        details = {**written.details, "seconds": round(time.perf_counter() - started, 3)}
+        manifest.artifacts.append(
+            Artifact(
+                variant=variant.name,
+                format=variant.format,
+                path=main.path,
+                bytes=sum(f.bytes for f in files),
+                sha256=main.sha256,
+                consumers=list(variant.consumers),
+                files=files,
+                details=details,
+            )
+        )
+        log.info("wrote %s (%s, %.1fs)", variant.name, main.path, details["seconds"])
+        manifest.save(out_dir)
+    if progress:
+        progress("done", len(chosen), len(chosen))
+    manifest.save(out_dir)
+    return manifest

@@ -1,0 +1,48 @@
+"""GGUF artifacts from a source model: names from the key map, layout rules from gguf_writer."""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+
+from engine import __version__
+from engine.gguf_writer import GGUFSource, write_gguf
+from engine.original import LCM_CONVENTION, Provenance, original_tensors
+from engine.safetensors_io import OutputTensor, read_tensor_array
+from engine.source import Source
+
+
+def _gguf_source(t: OutputTensor) -> GGUFSource:
+    def load():
+        return read_tensor_array(t.source, t.spec).reshape(t.shape)
+
+    return GGUFSource(t.name, t.shape, t.spec.dtype, load)
+
+
+def write_gguf_artifact(
+    source: Source, path: Path, qtype: str, full: bool, provenance: Provenance
+) -> dict:
+    """Write one GGUF (UNet only, or full checkpoint) and return its report as a dict."""
+    tensors = original_tensors(source, full)
+    lcm = source.classification.kind == "sd15-lcm"
+    metadata: dict[str, str | int] = {
+        "general.name": Path(path).stem,
+        "unetbot.version": __version__,
+        "unetbot.kind": source.classification.kind,
+        "unetbot.contents": "unet+vae+text_encoder" if full else "unet",
+        "unetbot.source_repo": provenance.source_repo,
+        "unetbot.source_revision": provenance.source_revision,
+        "unetbot.lcm_cond_proj": LCM_CONVENTION if lcm else "none",
+    }
+    report = write_gguf(Path(path), [_gguf_source(t) for t in tensors], qtype, metadata)
+    return {
+        "gguf_type": qtype,
+        "tensor_count": report.tensor_count,
+        "quantized": report.quantized,
+        "kept": dict(report.kept),
+        "kept_reasons": dict(report.reasons),
+        "full_checkpoint": full,
+    }
+
+
+

@@ -1,0 +1,101 @@
+"""`manifest.json`: what a conversion produced, with hashes, and what validation found.
+
+The manifest is the contract between the engine, validation and the bot: the bot publishes only
+artifacts whose `validation.status` is "passed", and `bot validate DIR` re-checks a folder from it.
+Schema (versioned by `schema_version`) is documented in README.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from engine import __version__
+from engine.errors import BadInput
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256_file(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class FileEntry:
+    path: str  # relative to the manifest folder
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Artifact:
+    """One published unit: a single file, or a diffusers folder (then `files` lists them all)."""
+
+    variant: str
+    format: str
+    path: str  # the main weights file, relative to the manifest folder
+    bytes: int
+    sha256: str
+    consumers: list[str]
+    files: list[FileEntry] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    validation: dict | None = None  # {"status": "passed"|"failed", "reason", "metrics"}
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.validation) and self.validation.get("status") == "passed"
+
+
+@dataclass
+class Manifest:
+    source: dict
+    artifacts: list[Artifact] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+    unetbot_version: str = __version__
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    def save(self, folder: Path) -> Path:
+        path = Path(folder) / MANIFEST_NAME
+        tmp = path.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
+        tmp.write_text(self.to_json())
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = Path(folder) / MANIFEST_NAME
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{path}: cannot read manifest ({exc})") from None
+        if raw.get("schema_version") != SCHEMA_VERSION:
+            raise BadInput(f"{path}: schema_version {raw.get('schema_version')} is not {SCHEMA_VERSION}")
+        artifacts = [
+            Artifact(**{**a, "files": [FileEntry(**f) for f in a.get("files", [])]})
+            for a in raw.get("artifacts", [])
+        ]
+        return cls(
+            source=raw["source"],
+            artifacts=artifacts,
+            schema_version=raw["schema_version"],
+            unetbot_version=raw.get("unetbot_version", ""),
+        )
+
+
+def describe_files(folder: Path, paths: list[Path]) -> list[FileEntry]:
+    """Hash and size each file, with paths relative to `folder`."""
+    return [
+        FileEntry(str(p.relative_to(folder)), p.stat().st_size, sha256_file(p)) for p in paths
+    ]

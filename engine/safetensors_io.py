@@ -1,0 +1,367 @@
+"""Read and write safetensors files by header and byte range, without materialising tensors.
+
+Written by hand (not `safetensors.safe_open`) because conversion must rename tensors and copy
+their bytes at disk speed without importing torch or holding tensors in RAM, and because every
+header from the Hub is untrusted: it is validated here (length, JSON, dtypes, shape x dtype =
+byte span, offsets in bounds, no overlaps and no gaps) before any byte is trusted. The layout
+follows the safetensors spec: 8-byte little-endian header length, JSON header, data section.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import BadSafetensorsHeader, MissingFile, TruncatedFile
+
+# Bytes per element of every safetensors dtype.
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U16": 2,
+    "I16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "U32": 4,
+    "I32": 4,
+    "F32": 4,
+    "U64": 8,
+    "I64": 8,
+    "F64": 8,
+}
+FLOAT_DTYPES = ("F16", "BF16", "F32")
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
+_COPY_CHUNK = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of a safetensors file: where its bytes are, not the bytes themselves."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # offset in the data section
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """A validated header: tensors in data-offset order, metadata, and where data begins."""
+
+    path: Path
+    tensors: tuple[TensorSpec, ...]
+    metadata: dict[str, str]
+    data_start: int  # absolute file offset of the data section
+    data_bytes: int
+
+    def by_name(self) -> dict[str, TensorSpec]:
+        return {t.name: t for t in self.tensors}
+
+
+def read_header(path: Path) -> SafetensorsHeader:
+    """Parse and validate the header of `path`; raise a typed error naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFile(f"{path}: file not found")
+    file_size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise TruncatedFile(f"{path}: {file_size} bytes, too short for a safetensors header")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len == 0 or header_len > MAX_HEADER_BYTES:
+            raise BadSafetensorsHeader(f"{path}: header length {header_len} is not plausible")
+        if 8 + header_len > file_size:
+            raise TruncatedFile(
+                f"{path}: header claims {header_len} bytes but the file has {file_size}"
+            )
+        raw = f.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadSafetensorsHeader(f"{path}: header is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise BadSafetensorsHeader(f"{path}: header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise BadSafetensorsHeader(f"{path}: __metadata__ must map strings to strings")
+    data_start = 8 + header_len
+    tensors = sorted(
+        (_tensor_spec(path, name, entry) for name, entry in header.items()),
+        key=lambda t: (t.start, t.end),
+    )
+    expected = 0
+    for t in tensors:
+        if t.start != expected:
+            kind = "overlaps the previous tensor" if t.start < expected else "leaves a gap"
+            raise BadSafetensorsHeader(f"{path}: tensor {t.name!r} {kind} (offset {t.start})")
+        expected = t.end
+    data_bytes = file_size - data_start
+    if expected > data_bytes:
+        raise TruncatedFile(
+            f"{path}: tensors need {expected} data bytes but the file holds {data_bytes}"
+        )
+    if expected < data_bytes:
+        raise BadSafetensorsHeader(f"{path}: {data_bytes - expected} trailing bytes after data")
+    return SafetensorsHeader(path, tuple(tensors), dict(metadata), data_start, data_bytes)
+
+
+def _tensor_spec(path: Path, name: str, entry: object) -> TensorSpec:
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise BadSafetensorsHeader(f"{path}: tensor {name!r} needs dtype, shape, data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPE_SIZES:
+        raise BadSafetensorsHeader(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise BadSafetensorsHeader(f"{path}: tensor {name!r} has invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise BadSafetensorsHeader(f"{path}: tensor {name!r} has invalid offsets {offsets!r}")
+    span = offsets[1] - offsets[0]
+    if span != math.prod(shape) * DTYPE_SIZES[dtype]:
+        raise BadSafetensorsHeader(
+            f"{path}: tensor {name!r} spans {span} bytes but {dtype}{shape} needs "
+            f"{math.prod(shape) * DTYPE_SIZES[dtype]}"
+        )
+    return TensorSpec(name, dtype, tuple(shape), offsets[0], offsets[1])
+
+
+def read_index(index_path: Path) -> list[Path]:
+    """Shard files of a `*.safetensors.index.json`, in the order they first appear."""
+    try:
+        index = json.loads(Path(index_path).read_text())
+        weight_map = index["weight_map"]
+        assert isinstance(weight_map, dict)
+    except (OSError, ValueError, KeyError, AssertionError) as exc:
+        raise BadSafetensorsHeader(f"{index_path}: not a valid shard index ({exc})") from None
+    shards: list[Path] = []
+    for shard in weight_map.values():
+        if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith("."):
+            raise BadSafetensorsHeader(f"{index_path}: invalid shard name {shard!r}")
+        p = Path(index_path).parent / shard
+        if p not in shards:
+            shards.append(p)
+    return shards
+
+
+# ---------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    """A tensor to write: its new name/shape/dtype and where its source bytes are."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    source: SafetensorsHeader
+    spec: TensorSpec
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
+
+
+def encode_header(tensors: Sequence[OutputTensor], metadata: dict[str, str]) -> bytes:
+    """Header bytes (length prefix included), padded with spaces to 8-byte alignment."""
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for t in tensors:
+        header[t.name] = {
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + t.nbytes],
+        }
+        offset += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+@contextmanager
+def atomic_output(final_path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `final_path`; fsync + rename on success, delete on failure."""
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final_path.with_name(f".{final_path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_safetensors(
+    out_path: Path, tensors: Sequence[OutputTensor], metadata: dict[str, str]
+) -> None:
+    """Write `tensors` to `out_path` atomically, copying bytes range by range.
+
+    Consecutive tensors whose source bytes are contiguous and unchanged are copied as one range,
+    so a rename-only conversion is a single `copy_file_range` of the whole data section.
+    """
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"{out_path}: tensor name {dup!r} would be written twice")
+    with atomic_output(out_path) as tmp, open(tmp, "wb") as dst:
+        dst.write(encode_header(tensors, metadata))
+        dst.flush()
+        for run in _contiguous_runs(tensors):
+            first = run[0]
+            if first.dtype == first.spec.dtype:
+                start = first.source.data_start + first.spec.start
+                length = sum(t.spec.nbytes for t in run)
+                _copy_range(first.source.path, start, length, dst)
+            else:
+                for t in run:
+                    dst.write(cast_bytes(read_tensor_bytes(t.source, t.spec), t.spec.dtype, t.dtype))
+        dst.flush()
+
+
+def _contiguous_runs(tensors: Sequence[OutputTensor]) -> list[list[OutputTensor]]:
+    runs: list[list[OutputTensor]] = []
+    for t in tensors:
+        prev = runs[-1][-1] if runs else None
+        same_file = prev is not None and prev.source.path == t.source.path
+        if (
+            same_file
+            and prev.spec.end == t.spec.start
+            and prev.dtype == prev.spec.dtype
+            and t.dtype == t.spec.dtype
+        ):
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
+
+
+def _copy_range(src_path: Path, offset: int, length: int, dst) -> None:
+    """Copy bytes in the kernel when possible (copy_file_range), else through a buffer."""
+    with open(src_path, "rb") as src:
+        remaining, src_off = length, offset
+        if hasattr(os, "copy_file_range"):
+            try:
+                while remaining:
+                    n = os.copy_file_range(
+                        src.fileno(), dst.fileno(), min(remaining, 1 << 30), src_off
+                    )
+                    if n == 0:
+                        raise TruncatedFile(f"{src_path}: ended {remaining} bytes early")
+                    remaining -= n
+                    src_off += n
+                dst.seek(0, os.SEEK_END)
+                return
+            except OSError:
+                pass  # e.g. EXDEV on old kernels: fall back to the buffered copy below
+        src.seek(src_off)
+        while remaining:
+            chunk = src.read(min(remaining, _COPY_CHUNK))
+            if not chunk:
+                raise TruncatedFile(f"{src_path}: ended {remaining} bytes early")
+            dst.write(chunk)
+            remaining -= len(chunk)
+
+
+def read_tensor_bytes(header: SafetensorsHeader, spec: TensorSpec) -> bytes:
+    with open(header.path, "rb") as f:
+        f.seek(header.data_start + spec.start)
+        data = f.read(spec.nbytes)
+    if len(data) != spec.nbytes:
+        raise TruncatedFile(f"{header.path}: tensor {spec.name!r} is cut short")
+    return data
+
+
+def read_tensor_array(header: SafetensorsHeader, spec: TensorSpec) -> np.ndarray:
+    """The tensor's values as float16/float32 NumPy (BF16 widened exactly to float32)."""
+    raw = np.frombuffer(read_tensor_bytes(header, spec), dtype=_NUMPY[spec.dtype])
+    if spec.dtype == "BF16":
+        raw = bf16_to_f32(raw)
+    return raw.reshape(spec.shape)
+
+
+_NUMPY = {
+    "F16": np.float16,
+    "F32": np.float32,
+    "BF16": np.uint16,
+    "F64": np.float64,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+    "U16": np.uint16,
+    "U32": np.uint32,
+    "U64": np.uint64,
+}
+
+
+def bf16_to_f32(raw: np.ndarray) -> np.ndarray:
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+def f32_to_bf16(values: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even like torch's `.to(torch.bfloat16)`; NaN stays a quiet NaN."""
+    bits = values.astype(np.float32, copy=False).view(np.uint32)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(values)
+    if nan.any():
+        rounded[nan] = ((bits[nan] >> 16) | 0x0040).astype(np.uint16)
+    return rounded
+
+
+def cast_bytes(data: bytes, src: str, dst: str) -> bytes:
+    """Convert raw tensor bytes between F16, BF16 and F32 (other dtypes are never cast)."""
+    if src == dst:
+        return data
+    if src not in FLOAT_DTYPES or dst not in FLOAT_DTYPES:
+        raise ValueError(f"cannot cast {src} to {dst}")
+    values = np.frombuffer(data, dtype=_NUMPY[src])
+    f32 = bf16_to_f32(values) if src == "BF16" else values.astype(np.float32)
+    if dst == "F32":
+        return f32.tobytes()
+    if dst == "F16":
+        return f32.astype(np.float16).tobytes()
+    return f32_to_bf16(f32).tobytes()
+
+
+def output_tensor(
+    header: SafetensorsHeader,
+    spec: TensorSpec,
+    name: str,
+    dtype: str | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> OutputTensor:
+    """Describe `spec` written under `name`, optionally cast (floats only) or reshaped."""
+    new_dtype = spec.dtype if dtype is None or spec.dtype not in FLOAT_DTYPES else dtype
+    new_shape = spec.shape if shape is None else shape
+    if math.prod(new_shape) != math.prod(spec.shape):
+        raise ValueError(f"{spec.name}: cannot reshape {spec.shape} to {new_shape}")
+    return OutputTensor(name, new_dtype, new_shape, header, replace(spec))

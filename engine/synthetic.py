@@ -1,0 +1,262 @@
+"""Seeded random-weight SD1.5-family models in diffusers layout.
+
+No weights can be downloaded where unetbot is developed and tested, so tests, benchmarks and the
+demo build models from configs: the tensor names and shapes come from the real diffusers /
+transformers classes (instantiated on the `meta` device, so nothing is allocated), the values from a
+seeded NumPy generator scaled by 1/sqrt(fan_in) so forward passes stay finite and meaningful.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Size = Literal["tiny", "full"]
+Kind = Literal["sd15", "sd15-lcm", "sd15-inpaint", "sd2", "sdxl"]
+
+_SD15_UNET = {
+    "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.42.1",
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": [
+        "UpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+    ],
+}
+
+_TINY_UNET = {
+    **_SD15_UNET,
+    "block_out_channels": [32, 64],
+    "cross_attention_dim": 32,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "sample_size": 8,
+}
+
+_SD15_VAE = {
+    "_class_name": "AutoencoderKL",
+    "_diffusers_version": "0.42.1",
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 512,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+
+_TINY_VAE = {
+    **_SD15_VAE,
+    "block_out_channels": [32, 64],
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "layers_per_block": 1,
+    "sample_size": 32,
+}
+
+_SD15_CLIP = {
+    "architectures": ["CLIPTextModel"],
+    "model_type": "clip_text_model",
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,
+    "projection_dim": 768,
+    "hidden_act": "quick_gelu",
+    "torch_dtype": "float16",
+}
+
+_TINY_CLIP = {
+    **_SD15_CLIP,
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "vocab_size": 1000,
+    "projection_dim": 32,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "pad_token_id": 1,
+}
+
+
+def unet_config(kind: Kind = "sd15", size: Size = "tiny", layers_per_block: int = 2) -> dict:
+    """A UNet2DConditionModel config of the given family (SD2/SDXL only for refusal tests)."""
+    config = json.loads(json.dumps(_SD15_UNET if size == "full" else _TINY_UNET))
+    config["layers_per_block"] = layers_per_block
+    if kind == "sd15-lcm":
+        config["time_cond_proj_dim"] = 256 if size == "full" else 16
+    elif kind == "sd15-inpaint":
+        config["in_channels"] = 9
+    elif kind == "sd2":
+        config["cross_attention_dim"] = 1024 if size == "full" else 48
+        config["attention_head_dim"] = [5, 10, 20, 20] if size == "full" else [2, 4]
+        config["use_linear_projection"] = True
+    elif kind == "sdxl":
+        config["cross_attention_dim"] = 2048 if size == "full" else 64
+        config["addition_embed_type"] = "text_time"
+        config["addition_time_embed_dim"] = 256 if size == "full" else 8
+        config["projection_class_embeddings_input_dim"] = 2816 if size == "full" else 80
+        config["transformer_layers_per_block"] = [1, 2, 10] if size == "full" else [1, 2]
+        config["use_linear_projection"] = True
+    return config
+
+
+def _random_tensors(
+    shapes: dict[str, tuple[int, ...]], seed: int, dtype: np.dtype
+) -> dict[str, np.ndarray]:
+    """Seeded values with per-tensor scale: norms near 1, biases small, weights 1/sqrt(fan_in)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for name, shape in shapes.items():
+        values = rng.standard_normal(shape, dtype=np.float32)
+        if len(shape) == 1 and ("norm" in name or "ln_" in name or "layer_norm" in name):
+            if name.endswith("weight"):
+                values = 1.0 + 0.05 * values
+            else:
+                values *= 0.02
+        elif len(shape) == 1:
+            values *= 0.02
+        elif "embedding" in name:
+            values *= 0.02
+        else:
+            values *= 1.0 / math.sqrt(max(1, math.prod(shape[1:])))
+        out[name] = values.astype(dtype)
+    return out
+
+
+def _meta_shapes(module_factory) -> dict[str, tuple[int, ...]]:
+    import torch
+
+    with torch.device("meta"):
+        module = module_factory()
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def unet_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of a UNet2DConditionModel built from `config` (nothing allocated)."""
+    from diffusers import UNet2DConditionModel
+
+    return _meta_shapes(lambda: UNet2DConditionModel.from_config(config))
+
+
+def vae_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    from diffusers import AutoencoderKL
+
+    return _meta_shapes(lambda: AutoencoderKL.from_config(config))
+
+
+def clip_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    fields = {k: v for k, v in config.items() if k not in ("architectures", "torch_dtype")}
+    shapes = _meta_shapes(lambda: CLIPTextModel(CLIPTextConfig(**fields)))
+    shapes.pop("text_model.embeddings.position_ids", None)
+    # transformers 5 drops the `text_model.` level in memory; files on the Hub (and what
+    # transformers itself saves) carry it, so the synthetic files do too.
+    return {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in shapes.items()}
+
+
+def _save(folder: Path, config: dict, config_name: str, weights_name: str, tensors: dict) -> None:
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / config_name).write_text(json.dumps(config, indent=2) + "\n")
+    save_file(tensors, str(folder / weights_name), metadata={"format": "pt"})
+
+
+def write_unet_folder(
+    folder: Path,
+    kind: Kind = "sd15",
+    size: Size = "tiny",
+    dtype: str = "float16",
+    seed: int = 0,
+    layers_per_block: int = 2,
+) -> Path:
+    """Write `folder/config.json` + `folder/diffusion_pytorch_model.safetensors`."""
+    config = unet_config(kind, size, layers_per_block)
+    tensors = _random_tensors(unet_shapes(config), seed, np.dtype(dtype))
+    _save(Path(folder), config, "config.json", "diffusion_pytorch_model.safetensors", tensors)
+    return Path(folder)
+
+
+def write_pipeline_folder(
+    folder: Path,
+    kind: Kind = "sd15",
+    size: Size = "tiny",
+    dtype: str = "float16",
+    seed: int = 0,
+    with_vae_and_text_encoder: bool = True,
+    layers_per_block: int = 2,
+) -> Path:
+    """A diffusers pipeline folder: model_index.json, unet/, and optionally vae/ + text_encoder/."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_unet_folder(folder / "unet", kind, size, dtype, seed, layers_per_block)
+    index: dict = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.42.1",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", "LCMScheduler" if kind == "sd15-lcm" else "PNDMScheduler"],
+    }
+    scheduler = {
+        "_class_name": index["scheduler"][1],
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "num_train_timesteps": 1000,
+    }
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
+    if with_vae_and_text_encoder:
+        vae_config = json.loads(json.dumps(_SD15_VAE if size == "full" else _TINY_VAE))
+        _save(
+            folder / "vae",
+            vae_config,
+            "config.json",
+            "diffusion_pytorch_model.safetensors",
+            _random_tensors(vae_shapes(vae_config), seed + 1, np.dtype(dtype)),
+        )
+        clip_config = dict(_SD15_CLIP if size == "full" else _TINY_CLIP)
+        _save(
+            folder / "text_encoder",
+            clip_config,
+            "config.json",
+            "model.safetensors",
+            _random_tensors(clip_shapes(clip_config), seed + 2, np.dtype(dtype)),
+        )
+        index["vae"] = ["diffusers", "AutoencoderKL"]
+        index["text_encoder"] = ["transformers", "CLIPTextModel"]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return folder
