@@ -1,0 +1,214 @@
+"""Accounts, tokens and access rules of the embedded Hub, plus signed LFS upload URLs.
+
+Config (YAML, all keys optional except that a config needs at least one token):
+
+    users: [{name: alice}, {name: bob}]
+    orgs: [{name: acme, members: [alice]}]
+    tokens: [{id: alice-w, user: alice, role: write, token: hf_...}]
+    gated_access: {acme/model: [bob]}      # who besides namespace members may download
+    max_file_size: 53687091200
+    faults: [...]                          # see faults.py
+
+Without a config the server has one user, `unetbot-local`, whose write token is generated once
+and kept in ROOT/token (mode 0600). Tokens are never logged; only their ids and roles are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.hub.storage import HubError, RepoMeta, atomic_write
+
+LOCAL_USER = "unetbot-local"
+TOKEN_FILE = "token"
+SECRET_FILE = ".hmac-secret"
+BAD_CREDENTIALS = "Invalid credentials in Authorization header"
+
+
+class Unauthorized(HubError):
+    status = 401
+
+
+class Forbidden(HubError):
+    status = 403
+
+
+@dataclass(frozen=True)
+class Token:
+    id: str
+    user: str
+    role: str  # "read" or "write"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user, their token's id and role, and their orgs."""
+
+    user: str
+    token_id: str
+    role: str
+    orgs: tuple[str, ...] = ()
+
+    @property
+    def can_write(self) -> bool:
+        return self.role == "write"
+
+    def owns(self, namespace: str) -> bool:
+        return namespace == self.user or namespace in self.orgs
+
+
+def read_token(root: Path) -> str:
+    """The local write token of a config-less server (for `bot hub token --root DIR`)."""
+    return (Path(root) / TOKEN_FILE).read_text().strip()
+
+
+def _load_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """Read a hex secret, creating it (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_hex(nbytes)
+    atomic_write(path, value.encode() + b"\n", mode=0o600)
+    return value
+
+
+@dataclass
+class Accounts:
+    users: set[str]
+    orgs: dict[str, set[str]]
+    tokens: dict[str, Token]  # secret -> token; the secret never leaves this mapping
+    gated_access: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def local(cls, root: Path) -> tuple[Accounts, str]:
+        """One user with one write token stored in ROOT/token; returns (accounts, token)."""
+        path = root / TOKEN_FILE
+        if path.exists():
+            secret = path.read_text().strip()
+            os.chmod(path, 0o600)
+        else:
+            secret = "hf_" + secrets.token_urlsafe(30)
+            atomic_write(path, secret.encode() + b"\n", mode=0o600)
+        token = Token("local-write", LOCAL_USER, "write")
+        return cls({LOCAL_USER}, {}, {secret: token}), secret
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> tuple[Accounts, str]:
+        """Build accounts from a parsed config; returns (accounts, first write token)."""
+        users = {str(u["name"] if isinstance(u, dict) else u) for u in cfg.get("users") or []}
+        orgs = {
+            str(o["name"]): {str(m) for m in o.get("members") or []} for o in cfg.get("orgs") or []
+        }
+        tokens: dict[str, Token] = {}
+        first_write = ""
+        for i, t in enumerate(cfg.get("tokens") or []):
+            role = str(t.get("role", "read"))
+            if role not in ("read", "write"):
+                raise ValueError(f"token {t.get('id', i)}: role must be read or write")
+            user = str(t["user"])
+            if user not in users:
+                users.add(user)
+            secret = str(t["token"])
+            tokens[secret] = Token(str(t.get("id", f"token-{i}")), user, role)
+            if role == "write" and not first_write:
+                first_write = secret
+        if not tokens:
+            raise ValueError("hub config defines no tokens")
+        gated = {
+            str(k): {str(u) for u in v or []} for k, v in (cfg.get("gated_access") or {}).items()
+        }
+        return cls(users, orgs, tokens, gated), first_write
+
+    def principal(self, authorization: str | None) -> Principal | None:
+        """Anonymous (None) without a header; 401 for a header with an unknown token."""
+        if not authorization:
+            return None
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthorized(BAD_CREDENTIALS)
+        for known, token in self.tokens.items():
+            if hmac.compare_digest(known.encode(), secret.strip().encode()):
+                orgs = tuple(sorted(o for o, members in self.orgs.items() if token.user in members))
+                return Principal(token.user, token.id, token.role, orgs)
+        raise Unauthorized(BAD_CREDENTIALS)
+
+    def whoami(self, who: Principal) -> dict[str, Any]:
+        return {
+            "type": "user",
+            "id": hashlib.sha1(who.user.encode()).hexdigest()[:24],
+            "name": who.user,
+            "fullname": who.user,
+            "email": None,
+            "emailVerified": False,
+            "isPro": False,
+            "canPay": False,
+            "periodEnd": None,
+            "orgs": [
+                {"type": "org", "name": o, "fullname": o, "roleInOrg": "write"} for o in who.orgs
+            ],
+            "auth": {
+                "type": "access_token",
+                "accessToken": {"displayName": who.token_id, "role": who.role},
+            },
+        }
+
+    # -- access rules -----------------------------------------------------------------
+    @staticmethod
+    def can_see(who: Principal | None, meta: RepoMeta) -> bool:
+        """Private repos exist only for members of their namespace (others get 404)."""
+        return not meta.private or (who is not None and who.owns(meta.author))
+
+    def can_download(self, who: Principal | None, meta: RepoMeta) -> bool:
+        if not meta.gated:
+            return True
+        if who is None:
+            return False
+        return who.owns(meta.author) or who.user in self.gated_access.get(meta.repo_id, set())
+
+    @staticmethod
+    def require_write(who: Principal | None, namespace: str) -> Principal:
+        """401 without a token, 403 for a read token or somebody else's namespace."""
+        if who is None:
+            raise Unauthorized("You must be authenticated to write")
+        if not who.can_write:
+            raise Forbidden(
+                "You have read access but not the required permissions"
+                " for this operation (read token)"
+            )
+        if not who.owns(namespace):
+            raise Forbidden(f"You don't have the rights to write to {namespace}")
+        return who
+
+
+class UrlSigner:
+    """HMAC-signed, expiring LFS upload URLs: the client sends no Authorization on the PUT."""
+
+    def __init__(self, root: Path, ttl: float = 3600.0):
+        self._key = bytes.fromhex(_load_or_create_secret(root / SECRET_FILE))
+        self.ttl = ttl
+
+    def _mac(self, oid: str, size: int, expires: int) -> str:
+        msg = f"{oid}:{size}:{expires}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    def sign(self, oid: str, size: int) -> dict[str, str]:
+        expires = int(time.time() + self.ttl)
+        return {"size": str(size), "expires": str(expires), "sig": self._mac(oid, size, expires)}
+
+    def verify(self, oid: str, size: str | None, expires: str | None, sig: str | None) -> int:
+        """Return the signed size; 403 when the signature is wrong or expired."""
+        try:
+            size_i, exp_i = int(size or ""), int(expires or "")
+        except ValueError as exc:
+            raise Forbidden("malformed upload URL") from exc
+        if not sig or not hmac.compare_digest(sig, self._mac(oid, size_i, exp_i)):
+            raise Forbidden("bad upload signature")
+        if exp_i < time.time():
+            raise Forbidden("upload URL expired")
+        return size_i

@@ -1,0 +1,131 @@
+"""Accounts and access: 401/403/404, private and gated repos, token file, namespaces."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+from bot.hub import read_token, start_hub
+from tests.hub.conftest import TOKENS, client
+
+
+def _status(exc: pytest.ExceptionInfo[HfHubHTTPError]) -> int:
+    return exc.value.response.status_code
+
+
+def test_local_token_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with start_hub(root) as hub:
+        assert read_token(root) == hub.token
+        assert stat.S_IMODE((root / "token").stat().st_mode) == 0o600
+    with start_hub(root) as again:  # the token survives restarts
+        assert again.token == hub.token
+        with pytest.raises(RuntimeError):
+            start_hub(root)  # one server per root
+
+
+def test_bad_or_missing_token(team_hub) -> None:
+    with pytest.raises(HfHubHTTPError) as err:
+        client(team_hub, None).whoami(token="hf_not_a_real_token_at_all")
+    assert _status(err) == 401
+    client(team_hub, "alice").create_repo("alice/pub")
+    anon = client(team_hub, None)
+    assert anon.model_info("alice/pub").id == "alice/pub"  # public read needs no token
+    with pytest.raises(HfHubHTTPError) as err:
+        anon.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/pub")
+    assert _status(err) == 401
+
+
+def test_read_token_and_foreign_namespace_are_403(team_hub) -> None:
+    alice = client(team_hub, "alice")
+    alice.create_repo("alice/m")
+    assert alice.create_repo("acme/shared").repo_id == "acme/shared"  # org member
+    reader = client(team_hub, "alice_read")
+    assert reader.whoami()["auth"]["accessToken"]["role"] == "read"
+    with pytest.raises(HfHubHTTPError) as err:
+        reader.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/m")
+    assert _status(err) == 403
+    bob = client(team_hub, "bob")
+    for call in (
+        lambda: bob.create_repo("acme/bobs"),
+        lambda: bob.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/m"),
+        lambda: bob.delete_repo("alice/m"),
+    ):
+        with pytest.raises(HfHubHTTPError) as err:
+            call()
+        assert _status(err) == 403
+    with pytest.raises(HfHubHTTPError) as err:
+        client(team_hub, "alice").create_repo("bob/not-mine")
+    assert _status(err) == 403
+
+
+def test_private_repo_is_404_to_others(team_hub, tmp_path: Path) -> None:
+    alice = client(team_hub, "alice")
+    alice.create_repo("alice/hidden", private=True)
+    alice.upload_file(path_or_fileobj=b"s", path_in_repo="s.txt", repo_id="alice/hidden")
+    assert alice.model_info("alice/hidden").private is True
+    for who in ("bob", None):
+        api = client(team_hub, who)
+        with pytest.raises(RepositoryNotFoundError):
+            api.model_info("alice/hidden")
+        with pytest.raises(RepositoryNotFoundError):
+            hf_hub_download(
+                "alice/hidden",
+                "s.txt",
+                endpoint=team_hub.endpoint,
+                cache_dir=tmp_path / "c",
+                token=TOKENS[who] if who else False,
+            )
+        with pytest.raises(RepositoryNotFoundError):
+            list(api.get_repo_discussions("alice/hidden"))
+
+
+def test_gated_repo(team_hub, tmp_path: Path) -> None:
+    alice = client(team_hub, "alice")
+    for name in ("alice/gated", "alice/granted"):
+        alice.create_repo(name)
+        alice.upload_file(path_or_fileobj=b"w", path_in_repo="w.txt", repo_id=name)
+        alice.update_repo_settings(name, gated="manual")
+    assert client(team_hub, "bob").model_info("alice/gated").gated == "manual"
+    for who in ("bob", None):
+        with pytest.raises(GatedRepoError):
+            hf_hub_download(
+                "alice/gated",
+                "w.txt",
+                endpoint=team_hub.endpoint,
+                cache_dir=tmp_path / "c",
+                token=TOKENS[who] if who else False,
+            )
+    owner = hf_hub_download(
+        "alice/gated",
+        "w.txt",
+        endpoint=team_hub.endpoint,
+        cache_dir=tmp_path / "a",
+        token=TOKENS["alice"],
+    )
+    assert Path(owner).read_bytes() == b"w"
+    granted = hf_hub_download(
+        "alice/granted",
+        "w.txt",
+        endpoint=team_hub.endpoint,
+        cache_dir=tmp_path / "b",
+        token=TOKENS["bob"],
+    )
+    assert Path(granted).read_bytes() == b"w"
+
+
+def test_token_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="unetbot.hub")
+    with start_hub(tmp_path / "root") as hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=hub.endpoint, token=hub.token)
+        api.create_repo("unetbot-local/x")
+        api.whoami()
+    assert caplog.records and hub.token not in caplog.text
