@@ -172,8 +172,10 @@ class Accounts:
         return who.owns(meta.author) or who.user in self.gated_access.get(meta.repo_id, set())
 
     @staticmethod
-    def require_write(who: Principal | None, namespace: str) -> Principal:
-        """401 without a token, 403 for a read token or somebody else's namespace."""
+    def require_write(who: Principal | None, namespace: str | None) -> Principal:
+        """401 without a token, 403 for a read token or somebody else's namespace.
+
+        `namespace=None` asks only for a write token (pull requests from non-members)."""
         if who is None:
             raise Unauthorized("You must be authenticated to write")
         if not who.can_write:
@@ -181,7 +183,7 @@ class Accounts:
                 "You have read access but not the required permissions"
                 " for this operation (read token)"
             )
-        if not who.owns(namespace):
+        if namespace is not None and not who.owns(namespace):
             raise Forbidden(f"You don't have the rights to write to {namespace}")
         return who
 

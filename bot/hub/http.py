@@ -71,13 +71,17 @@ class Ctx:
     def flag(self, name: str) -> bool:
         return (self.query(name) or "").lower() in ("1", "true", "yes")
 
-    def repo(self, *, write: bool = False) -> RepoMeta:
-        """The repo of this URL as the caller may see it: private ones are 404 to others."""
+    def repo(self, *, write: bool = False, contribute: bool = False) -> RepoMeta:
+        """The repo of this URL as the caller may see it: private ones are 404 to others.
+
+        `write` needs a write token of the owning namespace; `contribute` (opening a pull
+        request, uploading its objects) needs any write token, as on the real Hub.
+        """
         meta = self.hub.repos.get(self.repo_type, self.repo_id)
         if not self.hub.accounts.can_see(self.who, meta):
             raise HubError(f"Repository {self.repo_id} not found", status=404, code="RepoNotFound")
         if write:
-            self.hub.accounts.require_write(self.who, meta.author)
+            self.hub.accounts.require_write(self.who, None if contribute else meta.author)
         return meta
 
 

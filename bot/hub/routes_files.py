@@ -39,10 +39,21 @@ class _FileResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
+def _own_pr(ctx: Ctx, rev: str) -> bool:
+    """True when `rev` is refs/pr/N of a pull request the caller opened."""
+    if ctx.who is None or not rev.startswith("refs/pr/") or not rev[8:].isdigit():
+        return False
+    try:
+        pr = ctx.hub.discussions.get(ctx.repo_type, ctx.repo_id, int(rev[8:]))
+    except HubError:
+        return False
+    return bool(pr.get("isPullRequest")) and pr.get("author") == ctx.who.user
+
+
 @route("POST", API_REPO + rf"/preupload/(?P<rev>{SEG})", "preupload")
 def preupload(ctx: Ctx) -> Response:
     """Tell the client, per file, whether to send it inline ("regular") or through LFS."""
-    ctx.repo(write=True)
+    ctx.repo(write=True, contribute=ctx.flag("create_pr") or _own_pr(ctx, ctx.params["rev"]))
     repos = ctx.hub.repos
     rev = ctx.params["rev"]
     sha = repos.resolve(ctx.repo_type, ctx.repo_id, rev)
@@ -70,8 +81,11 @@ def preupload(ctx: Ctx) -> Response:
 
 @route("POST", _GIT_REPO + "/batch", "lfs-batch")
 def lfs_batch(ctx: Ctx) -> Response:
-    """LFS batch API: signed upload URLs for objects we lack, nothing for ones we have."""
-    ctx.repo(write=True)
+    """LFS batch API: signed upload URLs for objects we lack, nothing for ones we have.
+
+    Any write token may upload objects (a pull request's files); objects are content-addressed
+    and only become visible through a commit the caller is allowed to make."""
+    ctx.repo(write=True, contribute=True)
     body = ctx.json() or {}
     if body.get("operation", "upload") != "upload":
         raise BadRequest("only the upload operation is supported")
@@ -143,7 +157,7 @@ async def lfs_upload(ctx: Ctx) -> Response:
 
 @route("POST", _GIT_REPO + "/verify", "lfs-verify")
 def lfs_verify(ctx: Ctx) -> Response:
-    ctx.repo(write=True)
+    ctx.repo(write=True, contribute=True)
     body = ctx.json() or {}
     oid, size = str(body.get("oid", "")), body.get("size")
     if ctx.hub.repos.objects.lfs_size(oid) != size:
@@ -194,8 +208,10 @@ def parse_commit(body: bytes) -> tuple[dict[str, Any], list[Operation]]:
 
 @route("POST", API_REPO + rf"/commit/(?P<rev>{SEG})", "commit")
 def commit(ctx: Ctx) -> Response:
-    """Create a commit on a branch, on refs/pr/N, or (create_pr=1) as a new pull request."""
-    ctx.repo(write=True)
+    """Create a commit on a branch, on refs/pr/N, or (create_pr=1) as a new pull request.
+
+    Opening a pull request, or adding commits to one's own, needs only a write token."""
+    ctx.repo(write=True, contribute=ctx.flag("create_pr") or _own_pr(ctx, ctx.params["rev"]))
     header, ops = parse_commit(ctx.body)
     who = ctx.who
     assert who is not None

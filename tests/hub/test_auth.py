@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
-from huggingface_hub import hf_hub_download
+from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
 from bot.hub import read_token, start_hub
@@ -129,3 +130,29 @@ def test_token_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         api.create_repo("unetbot-local/x")
         api.whoami()
     assert caplog.records and hub.token not in caplog.text
+
+
+def test_any_write_token_may_open_a_pull_request(team_hub, tmp_path: Path) -> None:
+    """As on the real Hub: bob cannot push to alice's main, but can open (and extend) a PR."""
+    from huggingface_hub import CommitOperationAdd
+
+    alice = HfApi(endpoint=team_hub.endpoint, token=TOKENS["alice"])
+    bob = HfApi(endpoint=team_hub.endpoint, token=TOKENS["bob"])
+    alice.create_repo("alice/model")
+    big = tmp_path / "weights.bin"
+    big.write_bytes(os.urandom(11 * 1024 * 1024))  # LFS-sized
+    ops = [CommitOperationAdd("weights.bin", str(big))]
+    with pytest.raises(HfHubHTTPError) as info:
+        bob.create_commit("alice/model", ops, commit_message="direct")
+    assert info.value.response.status_code == 403
+    pr = bob.create_commit("alice/model", ops, commit_message="proposal", create_pr=True)
+    assert pr.pr_num == 1
+    bob.create_commit(
+        "alice/model",
+        [CommitOperationAdd("notes.txt", b"more")],
+        commit_message="follow-up",
+        revision="refs/pr/1",
+    )
+    files = alice.list_repo_files("alice/model", revision="refs/pr/1")
+    assert {"weights.bin", "notes.txt"} <= set(files)
+    assert "weights.bin" not in alice.list_repo_files("alice/model")
