@@ -77,8 +77,12 @@ def variants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def convert(
     src: Annotated[str, typer.Argument(help="Local pipeline/unet folder, or a Hub repo id.")],
-    variants: Annotated[str, typer.Option(help="Comma list or 'all'; see `bot variants`.")] = "original",
-    out: Annotated[Path, typer.Option(help="Output folder (manifest.json + artifacts).")] = Path("out"),
+    variants: Annotated[
+        str, typer.Option(help="Comma list or 'all'; see `bot variants`.")
+    ] = "original",
+    out: Annotated[Path, typer.Option(help="Output folder (manifest.json + artifacts).")] = Path(
+        "out"
+    ),
     revision: Annotated[str | None, typer.Option(help="Hub revision (branch, tag or sha).")] = None,
     publish: Annotated[str, typer.Option(help="pr | repo | none")] = "none",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; write nothing.")] = False,
@@ -112,9 +116,71 @@ def convert(
 
 
 @app.command()
+def scan(
+    config: Annotated[Path | None, typer.Option(help="Bot config (YAML).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List candidate repos on the Hub: supported, or skipped with the reason."""
+    from bot.config import load_config
+    from bot.hubclient import Hub
+    from bot.scan import scan as run_scan
+    from bot.settings import load_settings
+    from bot.workflow import bot_identity
+
+    try:
+        settings = load_settings()
+        cfg = load_config(config or settings.config_path)
+        hub = Hub(settings, max_calls=cfg.scan.max_calls)
+        _, namespace = bot_identity(hub, cfg)
+        rows = [c.to_dict() for c in run_scan(hub, cfg, namespace)]
+    except UnetbotError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['status']:9} {r['repo_id']:40} {r['reason']}")
+
+
+@app.command()
+def plan(
+    config: Annotated[Path | None, typer.Option(help="Bot config (YAML).")] = None,
+    publish: Annotated[str | None, typer.Option(help="pr | repo | all (default: config)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    github_output: Annotated[
+        Path | None, typer.Option(help="Also write matrix outputs to this $GITHUB_OUTPUT file.")
+    ] = None,
+) -> None:
+    """The work list (repos with something left to publish) as GitHub Actions matrices."""
+    from bot.config import load_config
+    from bot.hubclient import Hub
+    from bot.plan import make_plan, write_github_output
+    from bot.settings import load_settings
+
+    try:
+        settings = load_settings()
+        cfg = load_config(config or settings.config_path)
+        result = make_plan(Hub(settings, max_calls=cfg.scan.max_calls), cfg, publish)
+    except UnetbotError as exc:
+        _fail(exc)
+    if github_output:
+        write_github_output(result, github_output)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    for e in result.entries:
+        typer.echo(f"todo      {e['repo_id']:40} {e['targets']}")
+    for key in ("done", "skipped", "deferred"):
+        for e in getattr(result, key):
+            typer.echo(f"{key:9} {e['repo_id']:40} {e['reason']}")
+
+
+@app.command()
 def validate(
     folder: Annotated[Path, typer.Argument(help="A folder with manifest.json.")],
-    source: Annotated[Path | None, typer.Option(help="Source folder (default: from manifest).")] = None,
+    source: Annotated[
+        Path | None, typer.Option(help="Source folder (default: from manifest).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-check a manifest folder: sha256 of every file, then every artifact with its loader."""
@@ -136,13 +202,16 @@ def validate(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path | None, typer.Option(help="Keep files here (default: a temp dir).")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Keep files here (default: a temp dir).")
+    ] = None,
 ) -> None:
     """Run the main job end to end on generated models."""
     from bot.demo import run_demo
 
     try:
-        typer.echo(run_demo(workdir, validate=False))
+        for report in run_demo(workdir):
+            typer.echo(report.render())
     except UnetbotError as exc:
         _fail(exc)
 

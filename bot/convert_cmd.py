@@ -87,9 +87,23 @@ def run_convert(
     if publish != "none" or not Path(src).is_dir():
         from bot.workflow import run_hub_convert
 
-        return run_hub_convert(src, variants, out, revision, publish, dry_run, config_path, validate)
+        return run_hub_convert(
+            src, variants, out, revision, publish, dry_run, config_path, validate
+        )
     result = ConvertResult(src, Path(out))
     source = open_source(Path(src))
+    if variants == "auto":
+        from bot.config import load_config
+
+        publish_config = load_config(config_path).publish
+        variants = ",".join(
+            dict.fromkeys(
+                v
+                for kind in ("pr", "gguf", "torchao", "quanto")
+                for v in getattr(publish_config, f"{kind}_variants")
+                if source.has_full_pipeline or "full" not in v
+            )
+        )
     result.planned = [v.name for v in plan_variants(source, variants)]
     if dry_run:
         return result

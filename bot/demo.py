@@ -1,19 +1,96 @@
-"""`bot demo`: the main job end to end on generated models (see README)."""
+"""`bot demo`: the whole job end to end on the embedded Hub, twice.
+
+Starts the embedded Hub on a free port, seeds it with generated repos (bot/seed.py), then runs
+what the scheduled workflow runs: scan -> plan -> convert + validate + publish per repo. Prints
+what was published and why each skip happened; then runs again to show nothing is redone.
+"""
 
 from __future__ import annotations
 
+import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.convert_cmd import run_convert
-from engine.synthetic import write_pipeline_folder
+from bot.config import load_config
+from bot.hub import start_hub
+from bot.hubclient import Hub
+from bot.plan import make_plan
+from bot.seed import accounts_env, demo_config, seed_repos, write_accounts
+from bot.settings import load_settings
+from bot.workflow import run_hub_convert
 
 
-def run_demo(workdir: Path | None = None, validate: bool = True) -> str:
-    """Convert a generated tiny LCM pipeline to every original-format variant."""
+@dataclass
+class RoundReport:
+    title: str
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # repo, outcome, detail
+
+    def render(self) -> str:
+        from io import StringIO
+
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("source repo", "outcome", "detail", title=self.title, show_lines=False)
+        for row in self.rows:
+            table.add_row(*row)
+        buffer = StringIO()
+        Console(file=buffer, width=140).print(table)
+        return buffer.getvalue()
+
+
+def run_round(title: str, config_path: Path, out_root: Path) -> RoundReport:
+    settings = load_settings()
+    config = load_config(config_path)
+    plan = make_plan(Hub(settings, max_calls=config.scan.max_calls), config)
+    report = RoundReport(title)
+    for entry in plan.entries:
+        result = run_hub_convert(
+            entry["repo_id"],
+            "auto",
+            out_root / entry["repo_id"].replace("/", "__"),
+            entry["revision"],
+            config.publish.mode,
+            False,
+            config_path,
+            True,
+        )
+        failed = result.failed()
+        if failed:
+            report.rows.append((entry["repo_id"], "validation failed", ", ".join(failed)))
+        n = len(result.manifest.artifacts) if result.manifest else 0
+        for url in result.published:
+            report.rows.append((entry["repo_id"], "published", url))
+        if not result.published and not failed:
+            report.rows.append((entry["repo_id"], "nothing published", result.skipped or f"{n}"))
+    for e in plan.done:
+        report.rows.append((e["repo_id"], "already done", e["reason"]))
+    for e in plan.skipped:
+        report.rows.append((e["repo_id"], "skipped", e["reason"]))
+    for e in plan.deferred:
+        report.rows.append((e["repo_id"], "deferred", e["reason"]))
+    return report
+
+
+def run_demo(workdir: Path | None = None) -> list[RoundReport]:
+    """Seed a fresh embedded Hub, run the bot twice, return both rounds' reports."""
     base = Path(workdir or tempfile.mkdtemp(prefix="unetbot-demo-"))
-    source = write_pipeline_folder(base / "tiny-lcm", "sd15-lcm", "tiny")
-    result = run_convert(
-        str(source), "original,original-full", base / "out", validate=validate
-    )
-    return result.summary()
+    accounts = write_accounts(base / "hub")
+    saved = dict(os.environ)
+    try:
+        with start_hub(base / "hub" / "data", config=accounts.config_path) as hub:
+            os.environ.update(accounts_env(hub.endpoint, accounts, base / "cache"))
+            load_settings()  # applies the local-Hub settings (no Xet) before any upload
+            from huggingface_hub import HfApi
+
+            seed_repos(HfApi(endpoint=hub.endpoint, token=accounts.owner_token), base / "seed")
+            config_path = demo_config(base / "bot.yaml")
+            first = run_round(
+                "run 1: scan -> plan -> convert -> validate -> publish", config_path, base / "out"
+            )
+            second = run_round("run 2: same revisions, nothing to redo", config_path, base / "out2")
+            return [first, second]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -97,7 +97,8 @@ def _check_weights(config: Mapping, shapes: Mapping[str, tuple[int, ...]], lcm: 
     if conv_in is None or len(conv_in) != 4:
         return "weights lack a 4-D conv_in.weight"
     if conv_in[1] != config.get("in_channels", 4):
-        return f"conv_in.weight has {conv_in[1]} input channels but config says {config.get('in_channels', 4)}"
+        expected = config.get("in_channels", 4)
+        return f"conv_in.weight has {conv_in[1]} input channels but config says {expected}"
     has_cond = "time_embedding.cond_proj.weight" in shapes
     if has_cond != lcm:
         return "weights and config disagree about the LCM cond_proj embedding"

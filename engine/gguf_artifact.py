@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 from engine import __version__
@@ -43,6 +42,3 @@ def write_gguf_artifact(
         "kept_reasons": dict(report.reasons),
         "full_checkpoint": full,
     }
-
-
-

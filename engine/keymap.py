@@ -179,31 +179,51 @@ def unet_keymap(config: dict) -> KeyMap:
         Module("mid_block.resnets.1", "middle_block.2", "unet_resnet", resnet_req),
     ]
     if config.get("time_cond_proj_dim"):
-        mods.append(Module("time_embedding.cond_proj", "time_embedding.cond_proj", "plain", ("weight",)))
+        mods.append(
+            Module("time_embedding.cond_proj", "time_embedding.cond_proj", "plain", ("weight",))
+        )
     for i, block_type in enumerate(down_types):
         for j in range(layers):
             n = per * i + j + 1
             mods.append(
-                Module(f"down_blocks.{i}.resnets.{j}", f"input_blocks.{n}.0", "unet_resnet", resnet_req)
+                Module(
+                    f"down_blocks.{i}.resnets.{j}", f"input_blocks.{n}.0", "unet_resnet", resnet_req
+                )
             )
             if block_type.startswith("CrossAttn"):
                 mods.append(
-                    Module(f"down_blocks.{i}.attentions.{j}", f"input_blocks.{n}.1", "attention", attn_req)
+                    Module(
+                        f"down_blocks.{i}.attentions.{j}",
+                        f"input_blocks.{n}.1",
+                        "attention",
+                        attn_req,
+                    )
                 )
         if i < len(down_types) - 1:
             mods.append(
-                Module(f"down_blocks.{i}.downsamplers.0.conv", f"input_blocks.{per * (i + 1)}.0.op", "plain")
+                Module(
+                    f"down_blocks.{i}.downsamplers.0.conv",
+                    f"input_blocks.{per * (i + 1)}.0.op",
+                    "plain",
+                )
             )
     for i, block_type in enumerate(up_types):
         has_attn = block_type.startswith("CrossAttn")
         for j in range(per):
             n = per * i + j
             mods.append(
-                Module(f"up_blocks.{i}.resnets.{j}", f"output_blocks.{n}.0", "unet_resnet", resnet_req)
+                Module(
+                    f"up_blocks.{i}.resnets.{j}", f"output_blocks.{n}.0", "unet_resnet", resnet_req
+                )
             )
             if has_attn:
                 mods.append(
-                    Module(f"up_blocks.{i}.attentions.{j}", f"output_blocks.{n}.1", "attention", attn_req)
+                    Module(
+                        f"up_blocks.{i}.attentions.{j}",
+                        f"output_blocks.{n}.1",
+                        "attention",
+                        attn_req,
+                    )
                 )
         if i < len(up_types) - 1:
             slot = 2 if has_attn else 1
@@ -226,7 +246,10 @@ def vae_keymap(config: dict) -> KeyMap:
     layers = config.get("layers_per_block", 2)
     n_blocks = len(config["block_out_channels"])
     resnet_req = _resnet_required(_VAE_RESNET_LEAVES, "conv_shortcut")
-    mods = [Module("quant_conv", "quant_conv", "plain"), Module("post_quant_conv", "post_quant_conv", "plain")]
+    mods = [
+        Module("quant_conv", "quant_conv", "plain"),
+        Module("post_quant_conv", "post_quant_conv", "plain"),
+    ]
     for side in ("encoder", "decoder"):
         mods += [
             Module(f"{side}.conv_in", f"{side}.conv_in", "plain"),
@@ -239,20 +262,38 @@ def vae_keymap(config: dict) -> KeyMap:
     for i in range(n_blocks):
         for j in range(layers):
             mods.append(
-                Module(f"encoder.down_blocks.{i}.resnets.{j}", f"encoder.down.{i}.block.{j}", "vae_resnet", resnet_req)
+                Module(
+                    f"encoder.down_blocks.{i}.resnets.{j}",
+                    f"encoder.down.{i}.block.{j}",
+                    "vae_resnet",
+                    resnet_req,
+                )
             )
         if i < n_blocks - 1:
             mods.append(
-                Module(f"encoder.down_blocks.{i}.downsamplers.0.conv", f"encoder.down.{i}.downsample.conv", "plain")
+                Module(
+                    f"encoder.down_blocks.{i}.downsamplers.0.conv",
+                    f"encoder.down.{i}.downsample.conv",
+                    "plain",
+                )
             )
         up = n_blocks - 1 - i
         for j in range(layers + 1):
             mods.append(
-                Module(f"decoder.up_blocks.{i}.resnets.{j}", f"decoder.up.{up}.block.{j}", "vae_resnet", resnet_req)
+                Module(
+                    f"decoder.up_blocks.{i}.resnets.{j}",
+                    f"decoder.up.{up}.block.{j}",
+                    "vae_resnet",
+                    resnet_req,
+                )
             )
         if i < n_blocks - 1:
             mods.append(
-                Module(f"decoder.up_blocks.{i}.upsamplers.0.conv", f"decoder.up.{up}.upsample.conv", "plain")
+                Module(
+                    f"decoder.up_blocks.{i}.upsamplers.0.conv",
+                    f"decoder.up.{up}.upsample.conv",
+                    "plain",
+                )
             )
     return KeyMap("vae", VAE_PREFIX, mods)
 
@@ -261,5 +302,5 @@ def vae_keymap(config: dict) -> KeyMap:
 
 
 def clip_keymap() -> KeyMap:
-    """CLIPTextModel: original names are the transformers names under cond_stage_model.transformer."""
+    """CLIPTextModel: the transformers names, under `cond_stage_model.transformer.`."""
     return KeyMap("text_encoder", CLIP_PREFIX, [], passthrough=("text_model.",))

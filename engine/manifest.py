@@ -81,7 +81,9 @@ class Manifest:
         except (OSError, ValueError) as exc:
             raise BadInput(f"{path}: cannot read manifest ({exc})") from None
         if raw.get("schema_version") != SCHEMA_VERSION:
-            raise BadInput(f"{path}: schema_version {raw.get('schema_version')} is not {SCHEMA_VERSION}")
+            raise BadInput(
+                f"{path}: schema_version {raw.get('schema_version')} is not {SCHEMA_VERSION}"
+            )
         artifacts = [
             Artifact(**{**a, "files": [FileEntry(**f) for f in a.get("files", [])]})
             for a in raw.get("artifacts", [])
@@ -96,6 +98,4 @@ class Manifest:
 
 def describe_files(folder: Path, paths: list[Path]) -> list[FileEntry]:
     """Hash and size each file, with paths relative to `folder`."""
-    return [
-        FileEntry(str(p.relative_to(folder)), p.stat().st_size, sha256_file(p)) for p in paths
-    ]
+    return [FileEntry(str(p.relative_to(folder)), p.stat().st_size, sha256_file(p)) for p in paths]

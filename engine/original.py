@@ -41,9 +41,7 @@ class Provenance:
     source_revision: str = ""
 
 
-def _map_component(
-    component: Component, keymap: KeyMap, dtype: str | None
-) -> list[OutputTensor]:
+def _map_component(component: Component, keymap: KeyMap, dtype: str | None) -> list[OutputTensor]:
     keymap.check_complete(set(component.shapes()))
     out = []
     for header, spec in component.tensors():

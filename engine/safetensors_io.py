@@ -241,7 +241,9 @@ def write_safetensors(
                 _copy_range(first.source.path, start, length, dst)
             else:
                 for t in run:
-                    dst.write(cast_bytes(read_tensor_bytes(t.source, t.spec), t.spec.dtype, t.dtype))
+                    dst.write(
+                        cast_bytes(read_tensor_bytes(t.source, t.spec), t.spec.dtype, t.dtype)
+                    )
         dst.flush()
 
 

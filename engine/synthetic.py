@@ -146,9 +146,7 @@ def _random_tensors(
                 values = 1.0 + 0.05 * values
             else:
                 values *= 0.02
-        elif len(shape) == 1:
-            values *= 0.02
-        elif "embedding" in name:
+        elif len(shape) == 1 or "embedding" in name:
             values *= 0.02
         else:
             values *= 1.0 / math.sqrt(max(1, math.prod(shape[1:])))

@@ -92,47 +92,80 @@ _GGUF_SIZE = {"F16": 1.0, "Q8_0": 0.85, "Q5_0": 0.79, "Q5_1": 0.8, "Q4_0": 0.77,
 def _registry() -> dict[str, Variant]:
     variants = [
         Variant(
-            "original", "safetensors (original LDM keys)",
+            "original",
+            "safetensors (original LDM keys)",
             ("diffusers from_single_file", "ComfyUI", "A1111/Forge"),
-            "UNet alone in original (LDM) key names", 1.0, False, "pr", _original(False),
+            "UNet alone in original (LDM) key names",
+            1.0,
+            False,
+            "pr",
+            _original(False),
         ),
         Variant(
-            "original-full", "safetensors (original LDM checkpoint)",
+            "original-full",
+            "safetensors (original LDM checkpoint)",
             ("diffusers from_single_file", "ComfyUI", "A1111/Forge", "stable-diffusion.cpp"),
-            "UNet + VAE + CLIP text encoder in one original checkpoint", 1.24, True, "pr",
+            "UNet + VAE + CLIP text encoder in one original checkpoint",
+            1.24,
+            True,
+            "pr",
             _original(True),
         ),
     ]
     for qtype in GGUF_TYPES:
         variants.append(
             Variant(
-                f"gguf-{qtype.lower()}", f"GGUF {qtype}", _GGUF_CONSUMERS,
-                f"UNet GGUF, Linear weights {qtype}, the rest F16", _GGUF_SIZE[qtype], False,
-                "gguf", _gguf(qtype, False),
+                f"gguf-{qtype.lower()}",
+                f"GGUF {qtype}",
+                _GGUF_CONSUMERS,
+                f"UNet GGUF, Linear weights {qtype}, the rest F16",
+                _GGUF_SIZE[qtype],
+                False,
+                "gguf",
+                _gguf(qtype, False),
             )
         )
         variants.append(
             Variant(
-                f"gguf-full-{qtype.lower()}", f"GGUF {qtype} (full checkpoint)",
+                f"gguf-full-{qtype.lower()}",
+                f"GGUF {qtype} (full checkpoint)",
                 ("stable-diffusion.cpp", *_GGUF_CONSUMERS[:1]),
                 f"UNet {qtype} + VAE + CLIP (F16) in one GGUF, what stable-diffusion.cpp needs",
-                _GGUF_SIZE[qtype] + 0.24, True, "gguf", _gguf(qtype, True),
+                _GGUF_SIZE[qtype] + 0.24,
+                True,
+                "gguf",
+                _gguf(qtype, True),
             )
         )
     variants += [
         Variant(
-            "torchao-int8wo", "diffusers folder (TorchAO int8 weight-only)",
-            ("diffusers TorchAoConfig",), "Linear weights int8 (TorchAO), the rest half precision",
-            0.85, False, "torchao", _diffusers_quant("torchao-int8wo"),
+            "torchao-int8wo",
+            "diffusers folder (TorchAO int8 weight-only)",
+            ("diffusers TorchAoConfig",),
+            "Linear weights int8 (TorchAO), the rest half precision",
+            0.85,
+            False,
+            "torchao",
+            _diffusers_quant("torchao-int8wo"),
         ),
         Variant(
-            "quanto-int8", "diffusers folder (Quanto qint8)", ("diffusers QuantoConfig",),
-            "Linear weights int8 (Quanto), the rest half precision", 0.85, False, "quanto",
+            "quanto-int8",
+            "diffusers folder (Quanto qint8)",
+            ("diffusers QuantoConfig",),
+            "Linear weights int8 (Quanto), the rest half precision",
+            0.85,
+            False,
+            "quanto",
             _diffusers_quant("quanto-int8"),
         ),
         Variant(
-            "quanto-float8", "diffusers folder (Quanto qfloat8)", ("diffusers QuantoConfig",),
-            "Linear weights float8 (Quanto), the rest half precision", 0.85, False, "quanto",
+            "quanto-float8",
+            "diffusers folder (Quanto qfloat8)",
+            ("diffusers QuantoConfig",),
+            "Linear weights float8 (Quanto), the rest half precision",
+            0.85,
+            False,
+            "quanto",
             _diffusers_quant("quanto-float8"),
         ),
     ]

@@ -1,0 +1,234 @@
+"""Model cards and PR descriptions from the jinja2 templates in `model_cards/`.
+
+Front matter is built as data and dumped with `yaml.safe_dump` (never templated), so no source
+text can break or inject YAML. Every source-derived string in the body goes through a filter:
+`code` (inline code span), `md` (Markdown/HTML escaped), `pystr`/`shell` (quoted for snippets),
+`url` and `comment`. Cards are checked to parse with `huggingface_hub.ModelCard`.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+import yaml
+
+from engine import __version__
+from engine.manifest import Artifact, Manifest
+from engine.probe import TIMESTEPS
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "model_cards"
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def md(value: object) -> str:
+    """Escape Markdown and HTML so source text renders as plain text."""
+    text = " ".join(str(value).split())
+    text = html.escape(text, quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def code(value: object) -> str:
+    text = " ".join(str(value).split()).replace("`", "'")
+    return f"`{text}`"
+
+
+def pystr(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def comment(value: object) -> str:
+    return str(value).replace("--", "- -").replace(">", "&gt;")
+
+
+def url(value: object) -> str:
+    return quote(str(value), safe=":/#?=&%@+")
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=False,  # Markdown, not HTML: escaping is explicit per value (filters above)
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(md=md, code=code, pystr=pystr, shell=shlex.quote, comment=comment, url=url)
+    return env
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"
+
+
+def _fmt(x: object, digits: int = 6) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, float) else "-"
+
+
+def validation_rows(artifacts: list[Artifact]) -> list[dict]:
+    rows = []
+    for a in artifacts:
+        v = a.validation or {}
+        m = v.get("metrics", {})
+        out = m.get("output", {})
+        rows.append(
+            {
+                "variant": a.variant,
+                "status": v.get("status", "not validated"),
+                "cosine": _fmt(out.get("cosine")),
+                "rel_l2": _fmt(out.get("rel_l2"), 5),
+                "max_abs": _fmt(out.get("max_abs"), 4),
+                "lcm": _fmt(m.get("lcm_4step", {}).get("cosine")),
+                "checks": "; ".join(v.get("checks", [])),
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """What every card needs to know about the source."""
+
+    source_repo: str
+    source_revision: str
+    kind: str
+    licence: str | None
+    licence_extra: dict  # license_name / license_link from the source card, when `other`
+    licence_files: list[str]
+    endpoint: str
+
+
+_TITLES = {
+    "gguf": ("GGUF", "gguf", "GGUF files of an SD1.5-family UNet."),
+    "torchao": ("TorchAO int8", "diffusers", "TorchAO int8 weight-only UNet for diffusers."),
+    "quanto": ("Quanto", "diffusers", "Quanto (int8, float8) UNets for diffusers."),
+}
+
+
+def front_matter(ctx: CardContext, target: str, manifest: Manifest, variants: list[str]) -> dict:
+    library = _TITLES[target][1]
+    tags = ["unetbot", "stable-diffusion", "text-to-image", ctx.kind, target]
+    if ctx.kind == "sd15-lcm":
+        tags.append("lcm")
+    meta: dict = {
+        "base_model": ctx.source_repo,
+        "base_model_relation": "quantized",
+        "license": ctx.licence or "other",
+        "library_name": library,
+        "pipeline_tag": "text-to-image",
+        "tags": tags,
+        "unetbot": {
+            "source_repo": ctx.source_repo,
+            "source_revision": ctx.source_revision,
+            "version": __version__,
+            "variants": variants,
+        },
+    }
+    for key in ("license_name", "license_link"):
+        if key in ctx.licence_extra:
+            meta[key] = str(ctx.licence_extra[key])
+    if ctx.licence_files and "license_link" not in meta and (ctx.licence or "other") == "other":
+        meta["license_name"] = "inherited"
+        meta["license_link"] = "LICENSE" if "LICENSE" in ctx.licence_files else ctx.licence_files[0]
+    return meta
+
+
+def _gguf_tables(artifacts: list[Artifact]) -> list[dict]:
+    rows = []
+    for a in artifacts:
+        d = a.details
+        reasons = d.get("kept_reasons", {})
+        rows.append(
+            {
+                "path": a.path,
+                "quantized": d.get("quantized", 0),
+                "f16": d.get("kept", {}).get("F16", 0),
+                "f32": d.get("kept", {}).get("F32", 0),
+                "reasons": "; ".join(f"{k}: {v}" for k, v in reasons.items()),
+            }
+        )
+    return rows
+
+
+def render_repo_card(
+    ctx: CardContext, target: str, repo_id: str, manifest: Manifest, artifacts: list[Artifact]
+) -> str:
+    """README.md for a published repo (GGUF, TorchAO or Quanto)."""
+    lcm = ctx.kind == "sd15-lcm"
+    unet_gguf = [a for a in artifacts if a.variant.startswith("gguf-") and "full" not in a.variant]
+    full_gguf = [a for a in artifacts if a.variant.startswith("gguf-full-")]
+    preferred = next((a for a in unet_gguf if a.variant == "gguf-q8_0"), None)
+    body = (
+        _env()
+        .get_template("repo_card.md.j2")
+        .render(
+            title=f"{ctx.source_repo.split('/')[-1]} {_TITLES[target][0]}",
+            summary=_TITLES[target][2],
+            target=target,
+            repo_id=repo_id,
+            source_repo=ctx.source_repo,
+            source_revision=ctx.source_revision,
+            version=__version__,
+            lcm=lcm,
+            artifacts=[
+                {
+                    "path": a.path,
+                    "variant": a.variant,
+                    "size": human_size(a.bytes),
+                    "consumers": ", ".join(a.consumers),
+                    "folder": a.details.get("folder", ""),
+                    "load_dtype": a.details.get("load_dtype", "float16"),
+                }
+                for a in artifacts
+            ],
+            load_dtype=artifacts[0].details.get("load_dtype", "float16")
+            if artifacts
+            else "float16",
+            unet_example=(preferred or (unet_gguf[0] if unet_gguf else artifacts[0])).path,
+            full_example=full_gguf[0].path if full_gguf else "",
+            gguf_tables=_gguf_tables(unet_gguf + full_gguf),
+            validation=validation_rows(artifacts),
+            timesteps=", ".join(str(t) for t in TIMESTEPS),
+            licence=ctx.licence or "other",
+            licence_link=ctx.licence_extra.get("license_link", ""),
+            licence_files=ctx.licence_files,
+        )
+    )
+    meta = front_matter(ctx, target, manifest, [a.variant for a in artifacts])
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+
+
+def render_pr_description(ctx: CardContext, artifacts: list[Artifact], has_full: bool) -> str:
+    return (
+        _env()
+        .get_template("pr_description.md.j2")
+        .render(
+            source_repo=ctx.source_repo,
+            source_revision=ctx.source_revision,
+            version=__version__,
+            lcm=ctx.kind == "sd15-lcm",
+            has_full=has_full,
+            artifacts=[
+                {
+                    "path": a.path,
+                    "variant": a.variant,
+                    "size": human_size(a.bytes),
+                    "status": (a.validation or {}).get("status", "not validated"),
+                }
+                for a in artifacts
+            ],
+        )
+    )
+
+
+def pr_marker(source_repo: str, source_revision: str) -> str:
+    """The line a PR description carries so the bot can find its own PR for a revision."""
+    return f"<!-- unetbot-source: {comment(source_repo)}@{comment(source_revision)} -->"

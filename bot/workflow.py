@@ -1,0 +1,181 @@
+"""One source repo through the whole cycle: judge, skip what is done, fetch, convert, validate,
+publish. Used by `bot convert REPO_ID`, by each matrix job of the scheduled workflow, and by
+`bot demo`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from huggingface_hub import snapshot_download
+
+from bot import exit_codes
+from bot.cards import CardContext
+from bot.config import BotConfig, load_config
+from bot.convert_cmd import ConvertResult
+from bot.hubclient import Hub, HubError
+from bot.publish import PublishPlan, execute, plan_pr, plan_repo
+from bot.repo_files import needed_files
+from bot.scan import Candidate, judge, model_info
+from bot.settings import load_settings
+from bot.state import Target, target_done, target_repo
+from engine.convert import convert as engine_convert
+from engine.errors import BadInput
+from engine.original import Provenance
+from engine.source import LICENSE_NAMES
+from engine.validate import validate_manifest
+from engine.variants import VARIANTS
+
+log = logging.getLogger("unetbot.workflow")
+MODES = {
+    "pr": ("pr",),
+    "repo": ("gguf", "torchao", "quanto"),
+    "all": ("pr", "gguf", "torchao", "quanto"),
+}
+
+
+def bot_identity(hub: Hub, config: BotConfig) -> tuple[str, str]:
+    """(bot user, namespace for new repos); the user is '' without a token."""
+    if not hub.settings.token:
+        return "", config.publish.namespace
+    me = hub.call("whoami", hub.api.whoami)
+    return me["name"], config.publish.namespace or me["name"]
+
+
+def configured_variants(config: BotConfig, kind: str) -> list[str]:
+    return list(getattr(config.publish, f"{kind}_variants"))
+
+
+def choose_variants(
+    spec: str, kinds: tuple[str, ...], candidate: Candidate, config: BotConfig
+) -> dict[str, list[str]]:
+    """Variants per target kind: `auto` takes the configured lists, else the explicit list."""
+    if spec == "auto":
+        wanted = [v for k in kinds for v in configured_variants(config, k)]
+    elif spec == "all":
+        wanted = list(VARIANTS)
+    else:
+        wanted = [v.strip() for v in spec.split(",") if v.strip()]
+    unknown = [v for v in wanted if v not in VARIANTS]
+    if unknown:
+        raise BadInput(f"unknown variant(s) {unknown}; see `bot variants`")
+    usable = [
+        v
+        for v in dict.fromkeys(wanted)
+        if candidate.has_full_pipeline or not VARIANTS[v].needs_full_pipeline
+    ]
+    return {k: [v for v in usable if VARIANTS[v].target == k] for k in kinds}
+
+
+def _card_context(candidate: Candidate, endpoint: str) -> CardContext:
+    extra = {
+        k: candidate.card_data[k]
+        for k in ("license_name", "license_link")
+        if k in candidate.card_data
+    }
+    return CardContext(
+        source_repo=candidate.repo_id,
+        source_revision=candidate.sha,
+        kind=candidate.kind,
+        licence=candidate.licence,
+        licence_extra=extra,
+        licence_files=[n for n in LICENSE_NAMES if n in candidate.files],
+        endpoint=endpoint,
+    )
+
+
+def _download(hub: Hub, candidate: Candidate, full: bool, budget_bytes: int) -> Path:
+    import fnmatch
+
+    patterns = needed_files(candidate.files, full)
+    size = sum(
+        s for p, s in candidate.files.items() if any(fnmatch.fnmatch(p, pat) for pat in patterns)
+    )
+    if size > budget_bytes:
+        raise HubError(f"{candidate.repo_id}: {size / 1e9:.2f} GB exceeds the download budget")
+    path = hub.call(
+        f"download {candidate.repo_id}",
+        snapshot_download,
+        candidate.repo_id,
+        revision=candidate.sha,
+        allow_patterns=patterns,
+        endpoint=hub.settings.endpoint,
+        token=hub.settings.token,
+        cache_dir=hub.settings.cache_dir,
+    )
+    return Path(path)
+
+
+def run_hub_convert(
+    src: str,
+    variants: str,
+    out: Path,
+    revision: str | None,
+    publish: str,
+    dry_run: bool,
+    config_path: Path | None,
+    validate: bool,
+) -> ConvertResult:
+    settings = load_settings()
+    config = load_config(config_path or settings.config_path)
+    if Path(src).is_dir():
+        raise BadInput(f"{src}: publishing needs a Hub repo id, not a local folder")
+    if publish != "none" and not validate:
+        raise BadInput("--skip-validation cannot be combined with publishing")
+    hub = Hub(settings, max_calls=config.scan.max_calls)
+    result = ConvertResult(src, Path(out))
+    bot_user, namespace = bot_identity(hub, config)
+    if publish != "none" and not bot_user:
+        raise BadInput("publishing needs HF_TOKEN (a write token for the bot's account)")
+    candidate = judge(hub, model_info(hub, src, revision), config, bot_namespace="")
+    if not candidate.supported:
+        result.skipped = candidate.reason
+        result.exit_code = (
+            exit_codes.UNSUPPORTED if candidate.kind == "unsupported" else exit_codes.POLICY_SKIPPED
+        )
+        return result
+    kinds = MODES.get(publish, ())
+    per_kind = choose_variants(
+        variants, kinds or ("pr", "gguf", "torchao", "quanto"), candidate, config
+    )
+    targets = {
+        k: Target(k, src if k == "pr" else target_repo(k, src, namespace))
+        for k in kinds
+        if per_kind.get(k)
+    }
+    pending = {
+        k: t for k, t in targets.items() if not target_done(hub, t, src, candidate.sha, bot_user)
+    }
+    chosen = [v for k in (pending if kinds else per_kind) for v in per_kind[k]]
+    result.planned = chosen
+    if kinds and not pending:
+        result.skipped = f"already published for revision {candidate.sha[:12]}"
+        return result
+    if dry_run or not chosen:
+        return result
+    full = any(VARIANTS[v].needs_full_pipeline for v in chosen)
+    snapshot = _download(hub, candidate, full, config.budget.max_download_bytes)
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)  # a rerun starts clean: no stale artifact can slip into a publish
+    stem = src.split("/")[-1]
+    result.manifest = engine_convert(snapshot, out, chosen, Provenance(src, candidate.sha), stem)
+    if validate:
+        result.manifest = validate_manifest(out, snapshot)
+    if result.failed():
+        result.exit_code = exit_codes.VALIDATION_FAILED
+    ctx = _card_context(candidate, settings.endpoint)
+    for kind, target in pending.items():
+        artifacts = [a for a in result.manifest.artifacts if a.variant in per_kind[kind]]
+        if not artifacts or any(not a.passed for a in artifacts):
+            log.warning("%s: not published (an artifact failed validation)", target.repo_id)
+            continue
+        plan: PublishPlan
+        if kind == "pr":
+            plan = plan_pr(ctx, out, artifacts, candidate.has_full_pipeline)
+        else:
+            plan = plan_repo(hub, ctx, target, out, result.manifest, artifacts, snapshot)
+        result.published.append(execute(hub, plan, bot_user))
+    return result
