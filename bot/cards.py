@@ -34,7 +34,9 @@ def md(value: object) -> str:
 
 
 def code(value: object) -> str:
-    text = " ".join(str(value).split()).replace("`", "'")
+    """An inline code span: its content is shown literally (HTML too); `|` is escaped so a
+    value cannot split a table row, and backticks cannot close the span."""
+    text = " ".join(str(value).split()).replace("`", "'").replace("|", "\\|")
     return f"`{text}`"
 
 

@@ -84,7 +84,7 @@ def convert(
         "out"
     ),
     revision: Annotated[str | None, typer.Option(help="Hub revision (branch, tag or sha).")] = None,
-    publish: Annotated[str, typer.Option(help="pr | repo | none")] = "none",
+    publish: Annotated[str, typer.Option(help="pr | repo | all | none")] = "none",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; write nothing.")] = False,
     config: Annotated[Path | None, typer.Option(help="Bot config (YAML).")] = None,
     skip_validation: Annotated[

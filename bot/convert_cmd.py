@@ -19,7 +19,7 @@ from engine.original import Provenance
 from engine.source import open_source
 
 log = logging.getLogger("unetbot.convert")
-PUBLISH_MODES = ("pr", "repo", "none")
+PUBLISH_MODES = ("pr", "repo", "all", "none")
 
 
 @dataclass

@@ -30,6 +30,7 @@ class Candidate:
     status: str  # "supported" | "skipped"
     reason: str
     kind: str = ""
+    refusal: str = "policy"  # why skipped: "policy" | "unsupported" | "bad_input"
     licence: str | None = None
     unet_bytes: int = 0
     has_full_pipeline: bool = False
@@ -93,9 +94,11 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
         return candidate
     if has_pickle_only(facts.files, "unet"):
         candidate.reason = "pickle-only UNet weights (.bin); unetbot never unpickles Hub files"
+        candidate.refusal = "bad_input"
         return candidate
     if weight_files(facts.files, "unet") is None:
         candidate.reason = "no UNet safetensors weights"
+        candidate.refusal = "bad_input"
         return candidate
     config_path = hub.call(
         f"download {facts.repo_id}/unet/config.json",
@@ -111,11 +114,13 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
         unet_config = json.loads(Path(config_path).read_text())
     except (OSError, ValueError) as exc:
         candidate.reason = f"unet/config.json is not valid JSON ({exc})"
+        candidate.refusal = "bad_input"
         return candidate
     classification = classify_unet(unet_config)
     candidate.kind = classification.kind
     if not classification.supported:
         candidate.reason = classification.reason
+        candidate.refusal = "unsupported"
         return candidate
     candidate.has_full_pipeline = has_component(facts.files, "vae") and has_component(
         facts.files, "text_encoder"

@@ -132,9 +132,10 @@ def run_hub_convert(
     candidate = judge(hub, model_info(hub, src, revision), config, bot_namespace="")
     if not candidate.supported:
         result.skipped = candidate.reason
-        result.exit_code = (
-            exit_codes.UNSUPPORTED if candidate.kind == "unsupported" else exit_codes.POLICY_SKIPPED
-        )
+        result.exit_code = {
+            "unsupported": exit_codes.UNSUPPORTED,
+            "bad_input": exit_codes.BAD_INPUT,
+        }.get(candidate.refusal, exit_codes.POLICY_SKIPPED)
         return result
     kinds = MODES.get(publish, ())
     per_kind = choose_variants(

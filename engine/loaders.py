@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import MissingKey
 from engine.keymap import LCM_COND_PROJ_ORIGINAL, UNET_PREFIX, unet_keymap
 
 if TYPE_CHECKING:
@@ -75,8 +76,14 @@ def load_unet(
         kwargs["torch_dtype"] = torch_dtype
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
+    unet_config = _unet_config(config, subfolder)
+    if unet_config.get("time_cond_proj_dim") and LCM_COND_PROJ_ORIGINAL not in checkpoint:
+        raise MissingKey(
+            f"{path}: the config is an LCM UNet (time_cond_proj_dim) but the file has no "
+            f"{LCM_COND_PROJ_ORIGINAL}: the guidance embedding was dropped"
+        )
     if LCM_COND_PROJ_ORIGINAL in checkpoint:
-        checkpoint = to_diffusers_state_dict(checkpoint, _unet_config(config, subfolder))
+        checkpoint = to_diffusers_state_dict(checkpoint, unet_config)
     model = UNet2DConditionModel.from_single_file(checkpoint, **kwargs)
     on_meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if on_meta:

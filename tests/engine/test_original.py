@@ -62,7 +62,9 @@ def test_plain_diffusers_loader_reads_sd15_without_unetbot(tiny_pipeline, tmp_pa
 
 def test_lcm_cond_proj_kept_under_documented_name(tiny_pipeline, tmp_path):
     root = tiny_pipeline("sd15-lcm", 2)
-    out = write_original(open_source(root), tmp_path / "unet.safetensors", provenance=Provenance("a/b", "c" * 40))
+    out = write_original(
+        open_source(root), tmp_path / "unet.safetensors", provenance=Provenance("a/b", "c" * 40)
+    )
     header = read_header(out)
     names = {t.name for t in header.tensors}
     assert LCM_COND_PROJ_ORIGINAL in names
@@ -92,9 +94,13 @@ def test_full_checkpoint_round_trips_byte_exact(tiny_pipeline, tmp_path, kind):
     names = [t.name for t in read_header(full).tensors]
     assert any(n.startswith("first_stage_model.encoder.mid.attn_1.q.") for n in names)
     assert any(n.startswith("cond_stage_model.transformer.text_model.") for n in names)
-    vae = AutoencoderKL.from_single_file(str(full), config=str(root), subfolder="vae", torch_dtype=torch.float16)
+    vae = AutoencoderKL.from_single_file(
+        str(full), config=str(root), subfolder="vae", torch_dtype=torch.float16
+    )
     _assert_same(vae, load_file(str(root / "vae" / "diffusion_pytorch_model.safetensors")))
-    back = write_diffusers_from_original(full, tmp_path / "rt", source.unet.config, source.vae.config)
+    back = write_diffusers_from_original(
+        full, tmp_path / "rt", source.unet.config, source.vae.config
+    )
     for component, path in back.items():
         original = next((root / component).glob("*.safetensors"))
         a, b = read_header(path), read_header(original)

@@ -1,0 +1,117 @@
+"""Model cards (escaping, front matter, parse) and policy decisions, without a Hub."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from bot.cards import CardContext, md, render_pr_description, render_repo_card
+from bot.config import PolicyConfig, load_config
+from bot.policy import RepoFacts, licence_of, policy_skip
+from engine.errors import BadInput
+from engine.manifest import Artifact, Manifest
+
+EVIL = "evil/<script>alert(1)</script>`| [x](http://e) ---\nlicense: mit"
+
+
+def _artifact(variant: str, path: str, **details) -> Artifact:
+    return Artifact(
+        variant=variant,
+        format="GGUF",
+        path=path,
+        bytes=123_456_789,
+        sha256="0" * 64,
+        consumers=["ComfyUI-GGUF", "stable-diffusion.cpp"],
+        details=details,
+        validation={
+            "status": "passed",
+            "reason": "all checks passed",
+            "metrics": {"output": {"cosine": 0.99995, "rel_l2": 0.009, "max_abs": 0.01},
+                        "lcm_4step": {"cosine": 0.99998, "rel_l2": 0.004, "max_abs": 0.02}},
+            "checks": ["GGUFReader"],
+        },
+    )
+
+
+def _ctx(repo: str = "alice/model", licence: str | None = "creativeml-openrail-m") -> CardContext:
+    return CardContext(repo, "a" * 40, "sd15-lcm", licence, {}, ["LICENSE"], "http://hub")
+
+
+def test_repo_card_parses_and_carries_provenance():
+    artifacts = [
+        _artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0", quantized=182, kept={"F16": 505},
+                  kept_reasons={"conv weight": 100}),
+        _artifact("gguf-full-q8_0", "m-full-Q8_0.gguf", gguf_type="Q8_0", full_checkpoint=True),
+    ]
+    text = render_repo_card(_ctx(), "gguf", "bot/m-GGUF", Manifest(source={}), artifacts)
+    card = ModelCard(text)
+    assert card.data.base_model == "alice/model"
+    assert card.data.base_model_relation == "quantized"
+    assert card.data.license == "creativeml-openrail-m"
+    assert card.data.library_name == "gguf"
+    assert card.data.to_dict()["unetbot"]["source_revision"] == "a" * 40
+    assert "m-full-Q8_0.gguf" in text and "load_unet" in text  # sd.cpp + LCM snippets
+    assert "| 182 | 505 |" in text
+
+
+def test_source_text_is_escaped_everywhere():
+    ctx = _ctx(EVIL, licence=EVIL)
+    artifacts = [_artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0")]
+    text = render_repo_card(ctx, "gguf", "bot/m-GGUF", Manifest(source={}), artifacts)
+    card = ModelCard(text)
+    assert card.data.base_model == EVIL  # front matter is data, dumped safely
+    assert card.data.license == EVIL
+    import re
+
+    outside_code = re.sub(r"`[^`]*`", "", card.text)
+    assert "<script>" not in outside_code  # inside a code span it is shown, not run
+    assert "\nlicense: mit" not in card.text
+    pr = render_pr_description(ctx, artifacts, has_full=False)
+    assert "<script>" not in re.sub(r"`[^`]*`", "", pr)
+    assert pr.count("<!--") == 1 and pr.count("-->") == 1  # the marker cannot be closed early
+
+
+def test_md_escapes_markdown_and_html():
+    assert md("a|b <i>*x*</i>") == "a\\|b &lt;i&gt;\\*x\\*&lt;/i&gt;"
+
+
+def _facts(**over) -> RepoFacts:
+    base = dict(repo_id="alice/m", sha="s", private=False, gated=False, tags=("diffusers",),
+                licence="mit", files={"unet/config.json": 1})
+    return RepoFacts(**{**base, **over})
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"private": True}, "private"),
+        ({"gated": True}, "gated"),
+        ({"tags": ("unetbot-opt-out",)}, "opted out (tag"),
+        ({"files": {".unetbot-opt-out": 0}}, "opted out (file"),
+        ({"licence": None}, "no licence"),
+        ({"licence": "cc-by-nc-nd-4.0"}, "deny list"),
+        ({"licence": "proprietary"}, "not on the allow list"),
+        ({"tags": ("unetbot",)}, "unetbot itself"),
+    ],
+)
+def test_policy_skips_with_reason(over, reason):
+    assert reason in policy_skip(_facts(**over), PolicyConfig(), "bot")
+
+
+def test_policy_allows_permissive_public_repo():
+    assert policy_skip(_facts(), PolicyConfig(), "bot") is None
+
+
+def test_licence_from_card_or_tag():
+    assert licence_of({"license": "MIT"}, []) == "mit"
+    assert licence_of({}, ["license:apache-2.0"]) == "apache-2.0"
+
+
+def test_config_rejects_typos(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"policy": {"licence_alow": ["mit"]}}))
+    with pytest.raises(BadInput, match="licence_alow"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({"publish": {"namespace": "org", "mode": "pr"}}))
+    assert load_config(path).publish.namespace == "org"
