@@ -20,7 +20,7 @@ from bot.publish import PublishPlan, execute, plan_pr, plan_repo
 from bot.repo_files import needed_files
 from bot.scan import Candidate, judge, model_info
 from bot.settings import load_settings
-from bot.state import Target, target_done, target_repo
+from bot.state import Target, bot_prs, target_done, target_repo
 from engine.convert import convert as engine_convert
 from engine.errors import BadInput
 from engine.original import Provenance
@@ -179,4 +179,20 @@ def run_hub_convert(
         else:
             plan = plan_repo(hub, ctx, target, out, result.manifest, artifacts, snapshot)
         result.published.append(execute(hub, plan, bot_user))
+        if kind == "pr":
+            close_superseded_prs(hub, src, candidate.sha, bot_user, result.published[-1])
     return result
+
+
+def close_superseded_prs(hub: Hub, repo: str, revision: str, bot_user: str, new_url: str) -> None:
+    """Close the bot's still-open PRs made for older revisions, pointing at the new one."""
+    for pr in bot_prs(hub, repo, bot_user):
+        if pr.status == "open" and pr.revision and pr.revision != revision:
+            hub.call(
+                f"close superseded PR #{pr.num}",
+                hub.api.change_discussion_status,
+                repo,
+                pr.num,
+                "closed",
+                comment=f"Superseded by {new_url} (source revision {revision[:12]}).",
+            )

@@ -181,7 +181,8 @@ def test_new_source_revision_is_picked_up_and_supersedes(seeded_hub, tmp_path):
     assert {e["repo_id"]: e["revision"] for e in plan.entries}.get("alice/tiny-lcm") == new_sha
     second = _convert(seeded_hub, "alice/tiny-lcm", "all", tmp_path / "b")
     assert second.exit_code == 0
-    assert len(_bot_prs(api, "alice/tiny-lcm")) == 2
+    prs = sorted(_bot_prs(api, "alice/tiny-lcm"), key=lambda d: d.num)
+    assert [p.status for p in prs] == ["closed", "open"]  # the old PR is superseded
     card = _card(seeded_hub, "unetbot/tiny-lcm-GGUF")
     assert card.data.to_dict()["unetbot"]["source_revision"] == new_sha
 
