@@ -21,6 +21,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,7 +336,10 @@ def _hash_problems(artifact: Artifact, out_dir: Path) -> list[str]:
 
 
 def validate_manifest(
-    out_dir: Path, source_dir: Path | None = None, check_hashes: bool = False
+    out_dir: Path,
+    source_dir: Path | None = None,
+    check_hashes: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Manifest:
     """Validate every artifact of `out_dir/manifest.json`, record results, save, return it."""
     out_dir = Path(out_dir)
@@ -344,7 +348,9 @@ def validate_manifest(
     if not source_path.is_dir():
         raise MissingFile(f"{source_path}: source folder for validation not found (--source)")
     ctx = Context(open_source(source_path), out_dir, manifest.source.get("revision", ""))
-    for artifact in manifest.artifacts:
+    for i, artifact in enumerate(manifest.artifacts):
+        if progress:
+            progress(artifact.variant, i, len(manifest.artifacts))
         problems = _hash_problems(artifact, out_dir) if check_hashes else []
         if problems:
             artifact.validation = _result(problems, {}, ["sha256 of every file"])
