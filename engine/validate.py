@@ -21,7 +21,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,14 +40,17 @@ log = logging.getLogger("unetbot.validate")
 
 @dataclass
 class Context:
-    """What every validator shares: the source, its fp32 model and reference outputs."""
+    """What every validator shares: the source and the fp32 reference outputs.
+
+    Nothing big is kept: the fp32 source model lives only while the reference outputs are
+    computed, and source tensors are read one at a time (memory-mapped), so the peak is one
+    model at a time."""
 
     source: Source
     out_dir: Path
     revision: str
     _reference: Any = None
-    _model: Any = None
-    _tensors: dict = field(default_factory=dict)
+    gguf_outputs: dict = field(default_factory=dict)  # UNet digest -> (variant, output metrics)
 
     @property
     def config_args(self) -> tuple[Path, str | None]:
@@ -62,47 +65,46 @@ class Context:
             self.source.unet.dtype
         ]
 
-    def source_model(self):
-        if self._model is None:
+    def reference(self):
+        if self._reference is None:
             import torch
             from diffusers import UNet2DConditionModel
 
-            self._model = UNet2DConditionModel.from_pretrained(
-                str(self.source.unet.folder), torch_dtype=torch.float32
-            ).eval()
-        return self._model
-
-    def reference(self):
-        if self._reference is None:
             from engine.probe import reference_outputs
 
-            self._reference = reference_outputs(self.source_model(), self.source.unet.config)
+            model = UNet2DConditionModel.from_pretrained(
+                str(self.source.unet.folder), torch_dtype=torch.float32
+            ).eval()
+            self._reference = reference_outputs(model, self.source.unet.config)
+            del model
+            gc.collect()
         return self._reference
 
-    def component_tensors(self, name: str) -> dict:
-        """Source tensors of one component as torch tensors (for byte-equality checks)."""
-        if name not in self._tensors:
-            from safetensors.torch import load_file
+    def component_tensors(self, name: str) -> Iterator[tuple[str, Any]]:
+        """Source tensors of one component, one at a time (for byte-equality checks)."""
+        from safetensors import safe_open
 
-            component = getattr(self.source, name)
-            tensors: dict = {}
-            for header in component.headers:
-                tensors.update(load_file(str(header.path)))
-            self._tensors[name] = tensors
-        return self._tensors[name]
+        for header in getattr(self.source, name).headers:
+            with safe_open(str(header.path), "pt") as f:
+                for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                    yield key, f.get_tensor(key)
 
 
-def _first_difference(model_state: dict, reference: dict) -> str:
+def _first_difference(loaded: dict, reference: Iterable[tuple[str, Any]]) -> str:
+    """'' when `loaded` holds exactly the reference tensors, byte for byte; else the first
+    difference."""
     import torch
 
-    if set(model_state) != set(reference):
-        diff = sorted(set(model_state) ^ set(reference))
-        return f"tensor sets differ: {diff[:5]}"
-    for key, value in reference.items():
-        loaded = model_state[key]
-        if loaded.dtype != value.dtype or not torch.equal(loaded, value):
+    seen = set()
+    for key, value in reference:
+        seen.add(key)
+        got = loaded.get(key)
+        if got is None:
+            return f"{key} is missing"
+        if got.dtype != value.dtype or not torch.equal(got, value):
             return f"{key} differs from the source"
-    return ""
+    extra = sorted(set(loaded) - seen)
+    return f"unexpected tensors: {extra[:5]}" if extra else ""
 
 
 # ------------------------------------------------------------------ original
@@ -163,20 +165,59 @@ def _gguf_fields(reader) -> dict[str, object]:
     return fields
 
 
-def _dequantized(reader) -> dict[str, tuple[str, tuple[int, ...], np.ndarray]]:
-    import gguf
-
-    out = {}
-    for t in reader.tensors:
-        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        values = gguf.quants.dequantize(t.data, t.tensor_type)
-        out[t.name] = (t.tensor_type.name, shape, np.asarray(values, dtype=np.float32))
-    return out
-
-
 def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     denom = float(np.linalg.norm(b.astype(np.float64)))
     return float(np.linalg.norm((a - b).astype(np.float64))) / max(denom, 1e-30)
+
+
+def _unet_digest(reader) -> str:
+    """sha256 over the raw bytes of every UNet tensor, in file order."""
+    import hashlib
+
+    from engine.keymap import UNET_PREFIX
+
+    digest = hashlib.sha256()
+    for t in reader.tensors:
+        if t.name.startswith(UNET_PREFIX):
+            digest.update(t.name.encode())
+            digest.update(memoryview(np.ascontiguousarray(t.data)).cast("B"))
+    return digest.hexdigest()
+
+
+def _compare_tensors(reader, expected_tensors, problems: list[str]):
+    """Dequantize one tensor at a time and compare it with the source.
+
+    Returns the worst quantized-tensor rel L2 (and its name) and the dequantized UNet values
+    (natural shapes) for the forward pass; VAE/CLIP values are dropped after their check."""
+    import gguf
+
+    from engine.keymap import UNET_PREFIX
+
+    by_name = {t.name: t for t in reader.tensors}
+    worst, worst_name = 0.0, ""
+    unet: dict[str, np.ndarray] = {}
+    for t in expected_tensors:
+        tensor = by_name.get(t.name)
+        if tensor is None:
+            continue
+        values = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), np.float32)
+        if values.size != math.prod(t.shape):
+            problems.append(f"{t.name}: {values.size} values, expected {math.prod(t.shape)}")
+            continue
+        values = values.reshape(t.shape)
+        source = read_tensor_array(t.source, t.spec).astype(np.float32).reshape(t.shape)
+        ggml_type = tensor.tensor_type.name
+        if ggml_type in ("F16", "F32"):
+            exact = source.astype(np.float16).astype(np.float32) if ggml_type == "F16" else source
+            if t.spec.dtype in ("F16", "F32") and not np.array_equal(values, exact):
+                problems.append(f"{t.name}: {ggml_type} values differ from the source")
+        else:
+            err = _rel_l2(values, source)
+            if err > worst:
+                worst, worst_name = err, t.name
+        if t.name.startswith(UNET_PREFIX):
+            unet[t.name] = values
+    return worst, worst_name, unet
 
 
 def validate_gguf(artifact: Artifact, ctx: Context) -> dict:
@@ -192,49 +233,52 @@ def validate_gguf(artifact: Artifact, ctx: Context) -> dict:
     fields = _gguf_fields(reader)
     expected_tensors = original_tensors(ctx.source, full)
     expected = {t.name: t.shape for t in expected_tensors}
-    tensors = _dequantized(reader)
-    problems = check_gguf(fields, {n: (ty, s) for n, (ty, s, _) in tensors.items()}, expected, full)
+    found = {
+        t.name: (t.tensor_type.name, tuple(int(d) for d in reversed(t.shape.tolist())))
+        for t in reader.tensors
+    }
+    problems = check_gguf(fields, found, expected, full)
     if fields.get("unetbot.source_revision", "") != ctx.revision:
         problems.append("metadata source revision does not match the manifest")
-    worst = 0.0
-    worst_name = ""
-    natural: dict[str, np.ndarray] = {}
-    for t in expected_tensors:
-        if t.name not in tensors:
-            continue
-        ggml_type, _shape, values = tensors[t.name]
-        if values.size != math.prod(t.shape):
-            problems.append(f"{t.name}: {values.size} values, expected {math.prod(t.shape)}")
-            continue
-        source = read_tensor_array(t.source, t.spec).astype(np.float32).reshape(t.shape)
-        values = natural[t.name] = values.reshape(t.shape)
-        if ggml_type in ("F16", "F32"):
-            expected_values = (
-                source.astype(np.float16).astype(np.float32) if ggml_type == "F16" else source
-            )
-            if t.spec.dtype in ("F16", "F32") and not np.array_equal(values, expected_values):
-                problems.append(f"{t.name}: {ggml_type} values differ from the source")
-        else:
-            err = _rel_l2(values, source)
-            if err > worst:
-                worst, worst_name = err, t.name
-    if worst > threshold.max_tensor_rel_l2:
-        problems.append(f"{worst_name}: tensor rel L2 {worst:.5f} > {threshold.max_tensor_rel_l2}")
     checks = [
         "GGUFReader + gguf.quants.dequantize: every tensor vs source",
         "consumer rules: ComfyUI-GGUF, stable-diffusion.cpp, diffusers",
     ]
+    worst, worst_name, unet = _compare_tensors(reader, expected_tensors, problems)
+    if worst > threshold.max_tensor_rel_l2:
+        problems.append(f"{worst_name}: tensor rel L2 {worst:.5f} > {threshold.max_tensor_rel_l2}")
     metrics: dict = {"worst_tensor_rel_l2": worst, "worst_tensor": worst_name}
     if problems:
         return _result(problems, metrics, checks)
-    model = _model_from_gguf_values(ctx, natural)
-    metrics.update(_output_checks(model, ctx, threshold, problems))
+    digest = _unet_digest(reader)
+    shared = ctx.gguf_outputs.get(digest)
+    if shared is not None:
+        # Same UNet bytes as a GGUF already run (the full checkpoint of the same type):
+        # identical weights give identical outputs, so its output metrics are this file's.
+        metrics.update(shared[1])
+        checks.append(f"UNet tensors byte-identical to {shared[0]}: output metrics shared")
+        return _result(problems, metrics, checks)
+    model = _model_from_gguf_values(ctx, unet)
+    del unet
+    outputs = _output_checks(model, ctx, threshold, problems)
+    metrics.update(outputs)
     checks.append("probe forward of dequantized weights vs fp32 source")
-    if not full:
-        problems += _diffusers_gguf_load_check(path, ctx, model)
-        checks.append("diffusers from_single_file + GGUFQuantizationConfig load and forward")
+    small_probe = _small_probe(ctx)
+    small_out = _forward(model, small_probe)
     del model
+    gc.collect()
+    if not full:
+        problems += _diffusers_gguf_load_check(path, ctx, small_probe, small_out)
+        checks.append("diffusers from_single_file + GGUFQuantizationConfig load and forward")
+    if not problems:
+        ctx.gguf_outputs[digest] = (artifact.variant, outputs)
     return _result(problems, metrics, checks)
+
+
+def _forward(model, probe):
+    from engine.probe import forward
+
+    return forward(model, probe)
 
 
 def _model_from_gguf_values(ctx: Context, values: dict[str, np.ndarray]):
@@ -242,10 +286,9 @@ def _model_from_gguf_values(ctx: Context, values: dict[str, np.ndarray]):
     import torch
     from diffusers import UNet2DConditionModel
 
-    from engine.keymap import UNET_PREFIX
     from engine.loaders import to_diffusers_state_dict
 
-    checkpoint = {n: torch.from_numpy(v) for n, v in values.items() if n.startswith(UNET_PREFIX)}
+    checkpoint = {n: torch.from_numpy(v) for n, v in values.items()}
     state = to_diffusers_state_dict(checkpoint, ctx.source.unet.config)
     with torch.device("meta"):
         model = UNet2DConditionModel.from_config(ctx.source.unet.config)
@@ -253,12 +296,25 @@ def _model_from_gguf_values(ctx: Context, values: dict[str, np.ndarray]):
     return model.float().eval()
 
 
-def _diffusers_gguf_load_check(path: Path, ctx: Context, dequantized_model) -> list[str]:
+def _small_probe(ctx: Context):
+    """One batch row at an 8x8 latent: enough to compare two loads of the same weights."""
+    from engine.probe import make_probe
+
+    probe = make_probe(dict(ctx.source.unet.config, sample_size=8), seed=7)
+    probe.sample, probe.timesteps = probe.sample[:1], probe.timesteps[:1]
+    probe.encoder_hidden_states = probe.encoder_hidden_states[:1]
+    if probe.timestep_cond is not None:
+        probe.timestep_cond = probe.timestep_cond[:1]
+    return probe
+
+
+def _diffusers_gguf_load_check(path: Path, ctx: Context, probe, expected) -> list[str]:
+    """diffusers' own GGUF path must compute what the dequantized weights compute."""
     import torch
     from diffusers import GGUFQuantizationConfig
 
     from engine.loaders import load_unet
-    from engine.probe import compare, forward, make_probe
+    from engine.probe import compare, forward
 
     config, subfolder = ctx.config_args
     model = load_unet(
@@ -267,13 +323,7 @@ def _diffusers_gguf_load_check(path: Path, ctx: Context, dequantized_model) -> l
         subfolder,
         quantization_config=GGUFQuantizationConfig(compute_dtype=torch.float32),
     )
-    small = dict(ctx.source.unet.config, sample_size=8)
-    probe = make_probe(small, seed=7)
-    probe.sample, probe.timesteps = probe.sample[:1], probe.timesteps[:1]
-    probe.encoder_hidden_states = probe.encoder_hidden_states[:1]
-    if probe.timestep_cond is not None:
-        probe.timestep_cond = probe.timestep_cond[:1]
-    metrics = compare(forward(dequantized_model, probe), forward(model, probe, torch.float32))
+    metrics = compare(expected, forward(model, probe, torch.float32))
     del model
     if not metrics["cosine"] >= 0.99999:
         return [f"diffusers GGUF load gives different outputs (cosine {metrics['cosine']:.6f})"]
