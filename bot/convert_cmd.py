@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import exit_codes
+from bot.progress import stage_bar
 from engine.convert import convert as engine_convert
 from engine.convert import plan_variants
 from engine.errors import BadInput
@@ -107,11 +108,13 @@ def run_convert(
     result.planned = [v.name for v in plan_variants(source, variants)]
     if dry_run:
         return result
-    result.manifest = engine_convert(Path(src), Path(out), variants, Provenance())
+    with stage_bar("convert") as hook:
+        result.manifest = engine_convert(Path(src), Path(out), variants, Provenance(), None, hook)
     if validate:
         from engine.validate import validate_manifest
 
-        result.manifest = validate_manifest(Path(out), Path(src))
+        with stage_bar("validate") as hook:
+            result.manifest = validate_manifest(Path(out), Path(src), progress=hook)
         if result.failed():
             result.exit_code = exit_codes.VALIDATION_FAILED
     return result

@@ -8,6 +8,7 @@ never reaches a terminal, a CI log or an uploaded artifact.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -35,8 +36,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Libraries that log import-time noise on a CPU-only machine (torchao's missing CUDA kernels,
+# torch's pytree notices, diffusers' dtype hints, transformers' torchvision fallbacks). Their
+# warnings are kept with --verbose; errors always show.
+_NOISY = ("torchao", "torch.utils._pytree", "diffusers", "transformers")
+
+
 def setup_logging(verbose: bool = False) -> logging.Logger:
     """Configure the `unetbot` logger (stderr, redacted); idempotent."""
+    if not verbose:
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        for name in _NOISY:
+            logging.getLogger(name).setLevel(logging.ERROR)
     logger = logging.getLogger("unetbot")
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not any(isinstance(f, RedactingFilter) for f in logger.filters):

@@ -16,6 +16,7 @@ from bot.cards import CardContext
 from bot.config import BotConfig, load_config
 from bot.convert_cmd import ConvertResult
 from bot.hubclient import Hub, HubError
+from bot.progress import stage_bar
 from bot.publish import PublishPlan, execute, plan_pr, plan_repo
 from bot.repo_files import needed_files
 from bot.scan import Candidate, judge, model_info
@@ -162,9 +163,13 @@ def run_hub_convert(
     if out.exists():
         shutil.rmtree(out)  # a rerun starts clean: no stale artifact can slip into a publish
     stem = src.split("/")[-1]
-    result.manifest = engine_convert(snapshot, out, chosen, Provenance(src, candidate.sha), stem)
+    with stage_bar("convert") as hook:
+        result.manifest = engine_convert(
+            snapshot, out, chosen, Provenance(src, candidate.sha), stem, hook
+        )
     if validate:
-        result.manifest = validate_manifest(out, snapshot)
+        with stage_bar("validate") as hook:
+            result.manifest = validate_manifest(out, snapshot, progress=hook)
     if result.failed():
         result.exit_code = exit_codes.VALIDATION_FAILED
     ctx = _card_context(candidate, settings.endpoint)
