@@ -31,7 +31,7 @@ import numpy as np
 from engine.errors import BadInput, MissingFile
 from engine.manifest import Artifact, Manifest, sha256_file
 from engine.original import FORMAT_ORIGINAL, original_tensors
-from engine.safetensors_io import read_header, read_tensor_array
+from engine.safetensors_io import read_header, read_tensor_array, read_tensor_bytes
 from engine.source import Source, open_source
 from engine.thresholds import THRESHOLDS, check
 
@@ -181,9 +181,12 @@ def _gguf_fields(reader) -> dict[str, object]:
     return fields
 
 
-def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
-    denom = float(np.linalg.norm(b.astype(np.float64)))
-    return float(np.linalg.norm((a - b).astype(np.float64))) / max(denom, 1e-30)
+def _rel_l2(a, b) -> float:
+    """Relative L2 error of torch tensor `a` against `b`, accumulated in float64."""
+    import torch
+
+    diff = torch.linalg.vector_norm((a - b).double()).item()
+    return diff / max(torch.linalg.vector_norm(b.double()).item(), 1e-30)
 
 
 def _unet_digest(reader) -> str:
@@ -200,35 +203,55 @@ def _unet_digest(reader) -> str:
     return digest.hexdigest()
 
 
-def _compare_tensors(reader, expected_tensors, problems: list[str]):
-    """Dequantize one tensor at a time and compare it with the source.
+def _as_torch(array: np.ndarray):
+    """A torch view of `array`, copied first when it is read-only (memory-mapped file data)."""
+    import torch
 
-    Returns the worst quantized-tensor rel L2 (and its name) and the dequantized UNet values
-    (natural shapes) for the forward pass; VAE/CLIP values are dropped after their check."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def _compare_tensors(reader, expected_tensors, problems: list[str]):
+    """Check one tensor at a time against the source.
+
+    F16/F32 tensors stored in the source's own dtype must be bit-identical (a byte compare, no
+    conversion); quantized ones are dequantized with gguf-py and measured. Returns the worst
+    quantized-tensor rel L2 (and its name) and the UNet values (torch, natural shapes) for the
+    forward pass; VAE/CLIP values are dropped after their check."""
     import gguf
+    import torch
 
     from engine.keymap import UNET_PREFIX
 
     by_name = {t.name: t for t in reader.tensors}
     worst, worst_name = 0.0, ""
-    unet: dict[str, np.ndarray] = {}
+    unet: dict[str, torch.Tensor] = {}
     for t in expected_tensors:
         tensor = by_name.get(t.name)
         if tensor is None:
             continue
-        values = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), np.float32)
-        if values.size != math.prod(t.shape):
-            problems.append(f"{t.name}: {values.size} values, expected {math.prod(t.shape)}")
-            continue
-        values = values.reshape(t.shape)
-        source = read_tensor_array(t.source, t.spec).astype(np.float32).reshape(t.shape)
         ggml_type = tensor.tensor_type.name
+        data = np.ascontiguousarray(tensor.data)
         if ggml_type in ("F16", "F32"):
-            exact = source.astype(np.float16).astype(np.float32) if ggml_type == "F16" else source
-            if t.spec.dtype in ("F16", "F32") and not np.array_equal(values, exact):
-                problems.append(f"{t.name}: {ggml_type} values differ from the source")
+            if data.size != math.prod(t.shape):
+                problems.append(f"{t.name}: {data.size} values, expected {math.prod(t.shape)}")
+                continue
+            values = _as_torch(data.reshape(t.shape)).float()
+            if ggml_type == t.spec.dtype:
+                if data.tobytes() != read_tensor_bytes(t.source, t.spec):
+                    problems.append(f"{t.name}: {ggml_type} values differ from the source")
+            else:
+                source = _as_torch(read_tensor_array(t.source, t.spec)).float()
+                exact = source.to(torch.float16).float() if ggml_type == "F16" else source
+                if not torch.equal(values, exact):
+                    problems.append(f"{t.name}: {ggml_type} values differ from the source")
         else:
-            err = _rel_l2(values, source)
+            deq = np.asarray(gguf.quants.dequantize(data, tensor.tensor_type), np.float32)
+            if deq.size != math.prod(t.shape):
+                problems.append(f"{t.name}: {deq.size} values, expected {math.prod(t.shape)}")
+                continue
+            values = torch.from_numpy(deq.reshape(t.shape))
+            source = _as_torch(read_tensor_array(t.source, t.spec).reshape(t.shape))
+            err = _rel_l2(values, source.float())
             if err > worst:
                 worst, worst_name = err, t.name
         if t.name.startswith(UNET_PREFIX):
@@ -305,15 +328,14 @@ def _forward(model, probe):
     return forward(model, probe)
 
 
-def _model_from_gguf_values(ctx: Context, values: dict[str, np.ndarray]):
-    """An fp32 diffusers UNet holding the GGUF's dequantized weights."""
+def _model_from_gguf_values(ctx: Context, values: dict):
+    """An fp32 diffusers UNet holding the GGUF's weights (dequantized; F16 ones widened)."""
     import torch
     from diffusers import UNet2DConditionModel
 
     from engine.loaders import to_diffusers_state_dict
 
-    checkpoint = {n: torch.from_numpy(v) for n, v in values.items()}
-    state = to_diffusers_state_dict(checkpoint, ctx.source.unet.config)
+    state = to_diffusers_state_dict(values, ctx.source.unet.config)
     with torch.device("meta"):
         model = UNet2DConditionModel.from_config(ctx.source.unet.config)
     model.load_state_dict(state, strict=True, assign=True)
@@ -422,6 +444,7 @@ def validate_manifest(
     if not source_path.is_dir():
         raise MissingFile(f"{source_path}: source folder for validation not found (--source)")
     ctx = Context(open_source(source_path), out_dir, manifest.source.get("revision", ""))
+    release_memory()
     if any(not a.variant.startswith("original") for a in manifest.artifacts):
         ctx.reference()  # now, while no artifact model is in memory
     for i, artifact in enumerate(manifest.artifacts):
