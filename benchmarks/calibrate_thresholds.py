@@ -17,17 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-VARIANTS = [
-    "gguf-f16",
-    "gguf-q8_0",
-    "gguf-q5_0",
-    "gguf-q5_1",
-    "gguf-q4_0",
-    "gguf-q4_1",
-    "torchao-int8wo",
-    "quanto-int8",
-    "quanto-float8",
-]
+from engine.diffusers_quant import DIFFUSERS_QUANT_VARIANTS
+from engine.variants import GGUF_TYPES
+
+VARIANTS = [f"gguf-{t.lower()}" for t in GGUF_TYPES] + list(DIFFUSERS_QUANT_VARIANTS)
 
 
 def measure(root: Path, out: Path) -> dict[str, dict]:

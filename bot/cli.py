@@ -122,7 +122,7 @@ def scan(
 ) -> None:
     """List candidate repos on the Hub: supported, or skipped with the reason."""
     from bot.config import load_config
-    from bot.hubclient import Hub
+    from bot.hubclient import hub_for
     from bot.scan import scan as run_scan
     from bot.settings import load_settings
     from bot.workflow import bot_identity
@@ -130,7 +130,7 @@ def scan(
     try:
         settings = load_settings()
         cfg = load_config(config or settings.config_path)
-        hub = Hub(settings, max_calls=cfg.scan.max_calls)
+        hub = hub_for(settings, cfg.scan.max_calls, cfg.budget.max_minutes)
         _, namespace = bot_identity(hub, cfg)
         rows = [c.to_dict() for c in run_scan(hub, cfg, namespace)]
     except UnetbotError as exc:
@@ -153,14 +153,16 @@ def plan(
 ) -> None:
     """The work list (repos with something left to publish) as GitHub Actions matrices."""
     from bot.config import load_config
-    from bot.hubclient import Hub
+    from bot.hubclient import hub_for
     from bot.plan import make_plan, write_github_output
     from bot.settings import load_settings
 
     try:
         settings = load_settings()
         cfg = load_config(config or settings.config_path)
-        result = make_plan(Hub(settings, max_calls=cfg.scan.max_calls), cfg, publish)
+        result = make_plan(
+            hub_for(settings, cfg.scan.max_calls, cfg.budget.max_minutes), cfg, publish
+        )
     except UnetbotError as exc:
         _fail(exc)
     if github_output:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.config import load_config
 from bot.hub import start_hub
-from bot.hubclient import Hub
+from bot.hubclient import hub_for
 from bot.plan import make_plan
 from bot.seed import accounts_env, demo_config, seed_repos, write_accounts
 from bot.settings import load_settings
@@ -43,7 +43,7 @@ class RoundReport:
 def run_round(title: str, config_path: Path, out_root: Path) -> RoundReport:
     settings = load_settings()
     config = load_config(config_path)
-    plan = make_plan(Hub(settings, max_calls=config.scan.max_calls), config)
+    plan = make_plan(hub_for(settings, config.scan.max_calls, config.budget.max_minutes), config)
     report = RoundReport(title)
     for entry in plan.entries:
         result = run_hub_convert(

@@ -33,7 +33,14 @@ class HubError(UnetbotError):
 
 
 class BudgetExhausted(HubError):
-    """The run's Hub call budget is spent; the rest waits for the next run."""
+    """The run's Hub call or time budget is spent; the rest waits for the next run."""
+
+
+def hub_for(settings: Settings, budget_calls: int, budget_minutes: float | None) -> Hub:
+    """A Hub client bounded by the run's call and time budgets (config `scan.max_calls`,
+    `budget.max_minutes`)."""
+    deadline = time.monotonic() + budget_minutes * 60 if budget_minutes else None
+    return Hub(settings, max_calls=budget_calls, deadline=deadline)
 
 
 @dataclass
@@ -44,6 +51,7 @@ class Hub:
     base_delay: float = 0.5
     max_delay: float = 30.0
     calls: int = 0
+    deadline: float | None = None  # time.monotonic() after which no new call starts
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     api: HfApi = field(init=False, repr=False)
 
@@ -55,6 +63,8 @@ class Hub:
         for attempt in range(1, self.max_attempts + 1):
             if self.calls >= self.max_calls:
                 raise BudgetExhausted(f"Hub call budget of {self.max_calls} spent before {what}")
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise BudgetExhausted(f"run time budget spent before {what}")
             self.calls += 1
             try:
                 return fn(*args, **kwargs)

@@ -15,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 
 from bot.config import BotConfig
-from bot.hubclient import Hub
+from bot.hubclient import BudgetExhausted, Hub
 from bot.policy import RepoFacts, licence_of, policy_skip, size_skip
 from bot.repo_files import has_component, has_pickle_only, weight_files
 from engine.classify import classify_unet
@@ -170,10 +170,14 @@ def list_repo_ids(hub: Hub, config: BotConfig) -> list[str]:
 
 
 def scan(hub: Hub, config: BotConfig, bot_namespace: str) -> list[Candidate]:
-    """Every listed repo, judged; bounded by the run's Hub call budget."""
-    out = []
-    for repo_id in list_repo_ids(hub, config):
-        info = model_info(hub, repo_id)
-        out.append(judge(hub, info, config, bot_namespace))
-        log.info("%s: %s (%s)", repo_id, out[-1].status, out[-1].reason)
+    """Every listed repo, judged; a spent call/time budget ends the scan early (the next
+    scheduled run starts over), it is not an error."""
+    out: list[Candidate] = []
+    try:
+        for repo_id in list_repo_ids(hub, config):
+            info = model_info(hub, repo_id)
+            out.append(judge(hub, info, config, bot_namespace))
+            log.info("%s: %s (%s)", repo_id, out[-1].status, out[-1].reason)
+    except BudgetExhausted as exc:
+        log.warning("scan stopped early after %d repos: %s", len(out), exc)
     return out

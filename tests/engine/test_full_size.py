@@ -1,0 +1,50 @@
+"""Full-size SD1.5 LCM checks (slow: `make test-slow`; CI runs them when time allows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def full_lcm(tmp_path_factory) -> Path:
+    from engine.synthetic import write_pipeline_folder
+
+    return write_pipeline_folder(
+        tmp_path_factory.mktemp("full") / "lcm", "sd15-lcm", "full", with_vae_and_text_encoder=False
+    )
+
+
+def test_full_size_original_is_exact_and_keeps_cond_proj(full_lcm, tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from engine.loaders import load_unet
+    from engine.original import write_original
+    from engine.safetensors_io import read_header
+    from engine.source import open_source
+
+    out = write_original(open_source(full_lcm), tmp_path / "unet.safetensors")
+    assert len(read_header(out).tensors) == 687  # SD1.5's 686 + the LCM cond_proj
+    model = load_unet(out, full_lcm, "unet", torch_dtype=torch.float16)
+    state = model.state_dict()
+    source = full_lcm / "unet" / "diffusion_pytorch_model.safetensors"
+    with safe_open(str(source), "pt") as f:
+        for key in f.keys():  # noqa: SIM118
+            assert torch.equal(state[key], f.get_tensor(key)), key
+    assert state["time_embedding.cond_proj.weight"].shape == (320, 256)
+
+
+def test_full_size_gguf_q8_0_validates_with_diffusers(full_lcm, tmp_path):
+    from engine.convert import convert
+    from engine.validate import validate_manifest
+
+    convert(full_lcm, tmp_path / "out", "gguf-q8_0")
+    manifest = validate_manifest(tmp_path / "out", full_lcm)
+    artifact = manifest.artifacts[0]
+    assert artifact.passed, artifact.validation["reason"]
+    assert artifact.details["quantized"] == 182
+    assert artifact.validation["metrics"]["output"]["cosine"] > 0.9999
