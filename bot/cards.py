@@ -23,7 +23,9 @@ from engine.manifest import Artifact, Manifest
 from engine.probe import TIMESTEPS
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "model_cards"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+# Characters that start Markdown syntax mid-line (`<`, `>`, `&` are HTML-escaped instead);
+# values are collapsed to one line, so line-start markers (-, +, 1.) cannot take effect.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
 
 
 def md(value: object) -> str:
