@@ -15,7 +15,8 @@ def _gguf_source(t: OutputTensor) -> GGUFSource:
     def load():
         return read_tensor_array(t.source, t.spec).reshape(t.shape)
 
-    return GGUFSource(t.name, t.shape, t.spec.dtype, load)
+    raw_at = (t.source.path, t.source.data_start + t.spec.start)
+    return GGUFSource(t.name, t.shape, t.spec.dtype, load, raw_at)
 
 
 def write_gguf_artifact(

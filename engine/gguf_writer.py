@@ -94,6 +94,18 @@ class GGUFSource:
     shape: tuple[int, ...]
     dtype: str  # source dtype: "F16" | "BF16" | "F32"
     load: Callable[[], np.ndarray]  # float16 or float32 values (bf16 given as float32)
+    # Where the tensor's raw bytes sit (file, absolute offset), when the caller knows: a tensor
+    # stored in its own dtype is then copied in the kernel (copy_file_range), never loaded.
+    raw_at: tuple[Path, int] | None = None
+
+
+@dataclass(frozen=True)
+class _RawCopy:
+    """A tensor whose stored bytes are the source's bytes: copied, not loaded."""
+
+    path: Path
+    offset: int
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -167,8 +179,10 @@ def _nbytes(shape: tuple[int, ...], ggml_type: str) -> int:
     return math.prod(shape) // block_size * type_size
 
 
-def _prepare(source: GGUFSource, choice: TensorChoice) -> np.ndarray:
+def _prepare(source: GGUFSource, choice: TensorChoice) -> np.ndarray | _RawCopy:
     """Load one tensor and turn it into the exact bytes the file stores for it."""
+    if source.raw_at is not None and choice.ggml_type == source.dtype:
+        return _RawCopy(*source.raw_at, _nbytes(tuple(source.shape), choice.ggml_type))
     values = np.asarray(source.load())
     if tuple(values.shape) != tuple(source.shape):
         raise ValueError(
@@ -304,11 +318,28 @@ class _DataWriter:
     def tensor(self, data: np.ndarray) -> None:
         self.pad()
         self._write(memoryview(data).cast("B"))
+        self._writeback()
+
+    def _writeback(self) -> None:
         if self.unsynced >= _WRITEBACK_BYTES and (self.sync is None or self.sync.done()):
             if self.sync is not None:
                 self.sync.result()
             self.sync = self.pool.submit(os.fdatasync, self.fd)
             self.unsynced = 0
+
+    def copy(self, raw: _RawCopy) -> None:
+        """Append bytes of another file without passing them through user space."""
+        self.pad()
+        with open(raw.path, "rb") as src:
+            done = 0
+            while done < raw.nbytes:
+                n = os.copy_file_range(src.fileno(), self.fd, raw.nbytes - done, raw.offset + done)
+                if n == 0:
+                    raise OSError(f"{raw.path}: ended before {raw.nbytes} bytes at {raw.offset}")
+                done += n
+        self.offset += raw.nbytes
+        self.unsynced += raw.nbytes
+        self._writeback()
 
     def finish(self) -> None:
         self.pad()
@@ -333,7 +364,7 @@ def _write_data(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="unetbot-gguf-sync") as sync,
     ):
         out = _DataWriter(fd, offset, alignment, sync)
-        pending: deque[Future[np.ndarray]] = deque()
+        pending: deque[Future[np.ndarray | _RawCopy]] = deque()
         ahead = iter(zip(sources, choices, strict=True))
         try:
             for source, choice in zip(sources, choices, strict=True):
@@ -344,7 +375,10 @@ def _write_data(
                 if data.nbytes != expected:  # guards the offsets already written in the header
                     raise AssertionError(f"{source.name}: {data.nbytes} bytes, expected {expected}")
                 logger.debug("%s -> %s (%s)", source.name, choice.ggml_type, choice.reason)
-                out.tensor(data)
+                if isinstance(data, _RawCopy):
+                    out.copy(data)
+                else:
+                    out.tensor(data)
                 del data
             out.finish()
         finally:

@@ -304,3 +304,26 @@ def test_bad_metadata_is_refused(tmp_path, tiny_unet, metadata):
 def test_unknown_target_is_refused(tmp_path, tiny_unet):
     with pytest.raises(ValueError, match="Q3_K"):
         write_gguf(tmp_path / "t.gguf", sources_from(tiny_unet), "Q3_K", {})
+
+
+@pytest.mark.parametrize("qtype", ["F16", "Q8_0"])
+def test_kernel_copy_of_unchanged_tensors_gives_identical_file(tmp_path, monkeypatch, qtype):
+    """Tensors kept in their own dtype are copied with copy_file_range (raw_at); the file must
+    be byte-identical to the one written by loading every tensor."""
+    import dataclasses
+
+    import engine.gguf_artifact as artifact
+    from engine.original import Provenance
+    from engine.source import open_source
+    from engine.synthetic import write_pipeline_folder
+
+    source = open_source(write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny"))
+    copied = tmp_path / "copied.gguf"
+    artifact.write_gguf_artifact(source, copied, qtype, True, Provenance("a/b", "c" * 40))
+    plain_source = artifact._gguf_source
+    monkeypatch.setattr(
+        artifact, "_gguf_source", lambda t: dataclasses.replace(plain_source(t), raw_at=None)
+    )
+    loaded = tmp_path / "loaded.gguf"
+    artifact.write_gguf_artifact(source, loaded, qtype, True, Provenance("a/b", "c" * 40))
+    assert copied.read_bytes().replace(b"copied", b"loaded") == loaded.read_bytes()
