@@ -29,6 +29,7 @@ class ConvertResult:
     out: Path
     manifest: Manifest | None = None
     planned: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # where publishing goes (pending only)
     published: list[str] = field(default_factory=list)
     skipped: str = ""
     exit_code: int = exit_codes.OK
@@ -43,6 +44,7 @@ class ConvertResult:
             "src": self.src,
             "out": str(self.out),
             "planned": self.planned,
+            "targets": self.targets,
             "artifacts": [
                 {
                     "variant": a.variant,
@@ -64,6 +66,7 @@ class ConvertResult:
             lines.append(f"skipped: {self.skipped}")
         if self.manifest is None:
             lines.append("planned: " + ", ".join(self.planned))
+            lines += [f"would publish to {t}" for t in self.targets]
         else:
             for a in self.manifest.artifacts:
                 status = (a.validation or {}).get("status", "not validated")

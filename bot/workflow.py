@@ -152,6 +152,7 @@ def run_hub_convert(
     }
     chosen = [v for k in (pending if kinds else per_kind) for v in per_kind[k]]
     result.planned = chosen
+    result.targets = [f"{t.kind}: {t.repo_id}" for t in pending.values()]
     if kinds and not pending:
         result.skipped = f"already published for revision {candidate.sha[:12]}"
         return result
@@ -180,7 +181,8 @@ def run_hub_convert(
             continue
         plan: PublishPlan
         if kind == "pr":
-            plan = plan_pr(ctx, out, artifacts, candidate.has_full_pipeline)
+            has_full = any(a.variant == "original-full" for a in artifacts)
+            plan = plan_pr(ctx, out, artifacts, has_full)
         else:
             plan = plan_repo(hub, ctx, target, out, result.manifest, artifacts, snapshot)
         result.published.append(execute(hub, plan, bot_user))

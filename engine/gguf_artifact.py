@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from engine import __version__
@@ -40,6 +41,8 @@ def write_gguf_artifact(
         "tensor_count": report.tensor_count,
         "quantized": report.quantized,
         "kept": dict(report.kept),
-        "kept_reasons": dict(report.reasons),
+        "kept_reasons": dict(
+            Counter(c.reason for c in report.choices if c.ggml_type in ("F16", "F32"))
+        ),
         "full_checkpoint": full,
     }
