@@ -77,7 +77,8 @@ def _sources(path: Path):
                 done += os.preadv(fd, [view[done:]], base + begin + done)
             return out
 
-        sources.append(GGUFSource(PREFIX + name, shape, dtype, load))
+        # raw_at: tensors kept in their own dtype are copied in the kernel, as the bot does.
+        sources.append(GGUFSource(PREFIX + name, shape, dtype, load, (path, base + begin)))
     return sources
 
 
