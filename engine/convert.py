@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.errors import BadInput, UnsupportedArchitecture
 from engine.manifest import Artifact, Manifest, describe_files
+from engine.memory import release_memory
 from engine.original import Provenance
 from engine.source import Source, open_source
 from engine.variants import Variant, resolve_variants
@@ -92,6 +93,7 @@ def convert(
             )
         )
         log.info("wrote %s (%s, %.1fs)", variant.name, main.path, details["seconds"])
+        release_memory()  # a diffusers quantization leaves GBs of freed heap behind
         manifest.save(out_dir)
     if progress:
         progress("done", len(chosen), len(chosen))

@@ -16,7 +16,6 @@ turn an error into a pass. The bot publishes only artifacts whose status is "pas
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import time
@@ -30,27 +29,13 @@ import numpy as np
 
 from engine.errors import BadInput, MissingFile
 from engine.manifest import Artifact, Manifest, sha256_file
+from engine.memory import release_memory
 from engine.original import FORMAT_ORIGINAL, original_tensors
 from engine.safetensors_io import read_header, read_tensor_array, read_tensor_bytes
 from engine.source import Source, open_source
 from engine.thresholds import THRESHOLDS, check
 
 log = logging.getLogger("unetbot.validate")
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS.
-
-    Models of ~1.7-3.4 GB come and go during validation; glibc keeps freed arenas mapped,
-    which would make each stage's peak the sum of all previous ones. `malloc_trim` is the
-    documented way to return them (Linux/glibc only; elsewhere a no-op)."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -292,6 +277,9 @@ def validate_gguf(artifact: Artifact, ctx: Context) -> dict:
 
         expected_tensors = [t for t in expected_tensors if not t.name.startswith(UNET_PREFIX)]
     worst, worst_name, unet = _compare_tensors(reader, expected_tensors, problems)
+    # Drop the memory map: pages of the file touched so far count as this process's RSS.
+    del reader
+    release_memory()
     if shared is not None:
         worst, worst_name = max((worst, worst_name), shared[2])
     if worst > threshold.max_tensor_rel_l2:
