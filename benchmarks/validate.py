@@ -64,6 +64,7 @@ def main() -> None:
         start = time.perf_counter()
         convert(source, base / "out", "all", progress=lambda v, i, n: sampler.enter(f"convert {v}"))
         converted = time.perf_counter()
+        sampler.enter("validate: fp32 reference outputs")
         manifest = validate_manifest(
             base / "out", source, progress=lambda v, i, n: sampler.enter(f"validate {v}")
         )
