@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from bot.config import BotConfig
 from bot.hubclient import Hub
-from bot.scan import Candidate, scan
-from bot.state import Target, target_done, target_repo
-from bot.workflow import MODES, bot_identity, choose_variants
+from bot.scan import scan
+from bot.workflow import MODES, bot_identity, choose_variants, pending_targets
 
 MAX_MATRIX = 256
 
@@ -38,23 +37,6 @@ class Plan:
         }
 
 
-def pending_targets(
-    hub: Hub, candidate: Candidate, config: BotConfig, mode: str, bot_user: str, namespace: str
-) -> list[str]:
-    kinds = MODES.get(mode, ())
-    per_kind = choose_variants("auto", kinds, candidate, config)
-    pending = []
-    for kind in kinds:
-        if not per_kind.get(kind):
-            continue
-        repo = (
-            candidate.repo_id if kind == "pr" else target_repo(kind, candidate.repo_id, namespace)
-        )
-        if not target_done(hub, Target(kind, repo), candidate.repo_id, candidate.sha, bot_user):
-            pending.append(kind)
-    return pending
-
-
 def make_plan(hub: Hub, config: BotConfig, mode: str | None = None) -> Plan:
     mode = mode or config.publish.mode
     bot_user, namespace = bot_identity(hub, config)
@@ -64,7 +46,9 @@ def make_plan(hub: Hub, config: BotConfig, mode: str | None = None) -> Plan:
         if not candidate.supported:
             plan.skipped.append({**row, "reason": candidate.reason})
             continue
-        targets = pending_targets(hub, candidate, config, mode, bot_user, namespace)
+        kinds = MODES.get(mode, ())
+        per_kind = choose_variants("auto", kinds, candidate, config)
+        targets = list(pending_targets(hub, candidate, kinds, per_kind, bot_user, namespace))
         if not targets:
             plan.done.append({**row, "reason": "already published for this revision"})
         elif len(plan.entries) >= config.budget.max_repos:

@@ -70,6 +70,26 @@ def choose_variants(
     return {k: [v for v in usable if VARIANTS[v].target == k] for k in kinds}
 
 
+def pending_targets(
+    hub: Hub,
+    candidate: Candidate,
+    kinds: tuple[str, ...],
+    per_kind: dict[str, list[str]],
+    bot_user: str,
+    namespace: str,
+) -> dict[str, Target]:
+    """Targets (kind -> repo) that have variants to publish and lack this source revision."""
+    src = candidate.repo_id
+    targets = {
+        k: Target(k, src if k == "pr" else target_repo(k, src, namespace))
+        for k in kinds
+        if per_kind.get(k)
+    }
+    return {
+        k: t for k, t in targets.items() if not target_done(hub, t, src, candidate.sha, bot_user)
+    }
+
+
 def _card_context(candidate: Candidate, endpoint: str) -> CardContext:
     extra = {
         k: candidate.card_data[k]
@@ -142,14 +162,7 @@ def run_hub_convert(
     per_kind = choose_variants(
         variants, kinds or ("pr", "gguf", "torchao", "quanto"), candidate, config
     )
-    targets = {
-        k: Target(k, src if k == "pr" else target_repo(k, src, namespace))
-        for k in kinds
-        if per_kind.get(k)
-    }
-    pending = {
-        k: t for k, t in targets.items() if not target_done(hub, t, src, candidate.sha, bot_user)
-    }
+    pending = pending_targets(hub, candidate, kinds, per_kind, bot_user, namespace)
     chosen = [v for k in (pending if kinds else per_kind) for v in per_kind[k]]
     result.planned = chosen
     result.targets = [f"{t.kind}: {t.repo_id}" for t in pending.values()]
