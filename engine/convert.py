@@ -72,11 +72,13 @@ def convert(
     stem = stem or (provenance.source_repo.split("/")[-1] if provenance.source_repo else "")
     stem = stem or source.root.name
     manifest = Manifest(source=source_summary(source, provenance))
+    earlier: dict = {}  # variant -> Written, for writers that can reuse this run's output
     for i, variant in enumerate(chosen):
         if progress:
             progress(variant.name, i, len(chosen))
         started = time.perf_counter()
-        written = variant.writer(source, out_dir, stem, provenance)
+        written = variant.writer(source, out_dir, stem, provenance, earlier)
+        earlier[variant.name] = written
         files = describe_files(out_dir, written.files)
         main = next(f for f in files if f.path == str(written.main.relative_to(out_dir)))
         details = {**written.details, "seconds": round(time.perf_counter() - started, 3)}

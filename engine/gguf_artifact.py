@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -20,11 +21,39 @@ def _gguf_source(t: OutputTensor) -> GGUFSource:
     return GGUFSource(t.name, t.shape, t.spec.dtype, load, raw_at)
 
 
+def _stored_tensors(gguf_path: Path) -> dict[str, tuple[str, int]]:
+    """name -> (GGML type, absolute data offset) of every tensor of a GGUF (header only)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(gguf_path))
+    return {t.name: (t.tensor_type.name, int(t.data_offset)) for t in reader.tensors}
+
+
 def write_gguf_artifact(
-    source: Source, path: Path, qtype: str, full: bool, provenance: Provenance
+    source: Source,
+    path: Path,
+    qtype: str,
+    full: bool,
+    provenance: Provenance,
+    reuse_unet_from: Path | None = None,
 ) -> dict:
-    """Write one GGUF (UNet only, or full checkpoint) and return its report as a dict."""
+    """Write one GGUF (UNet only, or full checkpoint) and return its report as a dict.
+
+    `reuse_unet_from`: a GGUF of the same type written from the same source in this run; its
+    UNet tensors are copied byte for byte instead of quantized again (the writer's policy still
+    decides each type, so the file is identical to a fresh write)."""
     tensors = original_tensors(source, full)
+    sources = [_gguf_source(t) for t in tensors]
+    if reuse_unet_from is not None:
+        stored = _stored_tensors(reuse_unet_from)
+        sources = [
+            dataclasses.replace(
+                s, raw_at=(reuse_unet_from, stored[s.name][1]), raw_type=stored[s.name][0]
+            )
+            if s.name in stored and stored[s.name][0] not in ("F16", "F32")
+            else s
+            for s in sources
+        ]
     lcm = source.classification.kind == "sd15-lcm"
     metadata: dict[str, str | int] = {
         "general.name": Path(path).stem,
@@ -35,7 +64,7 @@ def write_gguf_artifact(
         "unetbot.source_revision": provenance.source_revision,
         "unetbot.lcm_cond_proj": LCM_CONVENTION if lcm else "none",
     }
-    report = write_gguf(Path(path), [_gguf_source(t) for t in tensors], qtype, metadata)
+    report = write_gguf(Path(path), sources, qtype, metadata)
     return {
         "gguf_type": qtype,
         "tensor_count": report.tensor_count,

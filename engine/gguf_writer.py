@@ -94,9 +94,12 @@ class GGUFSource:
     shape: tuple[int, ...]
     dtype: str  # source dtype: "F16" | "BF16" | "F32"
     load: Callable[[], np.ndarray]  # float16 or float32 values (bf16 given as float32)
-    # Where the tensor's raw bytes sit (file, absolute offset), when the caller knows: a tensor
-    # stored in its own dtype is then copied in the kernel (copy_file_range), never loaded.
+    # Where bytes already encoded as `raw_type` (default: the source dtype) sit (file, absolute
+    # offset), when the caller knows. If the policy stores the tensor as that type, the bytes are
+    # copied in the kernel (copy_file_range), never loaded: a tensor kept in its own dtype, or a
+    # UNet tensor already quantized into another GGUF of this run by this same writer.
     raw_at: tuple[Path, int] | None = None
+    raw_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def _nbytes(shape: tuple[int, ...], ggml_type: str) -> int:
 
 def _prepare(source: GGUFSource, choice: TensorChoice) -> np.ndarray | _RawCopy:
     """Load one tensor and turn it into the exact bytes the file stores for it."""
-    if source.raw_at is not None and choice.ggml_type == source.dtype:
+    if source.raw_at is not None and choice.ggml_type == (source.raw_type or source.dtype):
         return _RawCopy(*source.raw_at, _nbytes(tuple(source.shape), choice.ggml_type))
     values = np.asarray(source.load())
     if tuple(values.shape) != tuple(source.shape):

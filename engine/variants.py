@@ -27,7 +27,8 @@ class Written:
     details: dict = field(default_factory=dict)
 
 
-Writer = Callable[[Source, Path, str, Provenance], Written]
+# (source, out_dir, stem, provenance, what earlier variants of this run wrote) -> Written
+Writer = Callable[[Source, Path, str, Provenance, dict[str, "Written"]], Written]
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class Variant:
 
 
 def _original(full: bool) -> Writer:
-    def write(source: Source, out_dir: Path, stem: str, provenance: Provenance) -> Written:
+    def write(
+        source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
+    ) -> Written:
         name = f"{stem}.safetensors" if full else f"{stem}.unet.safetensors"
         path = write_original(source, out_dir / name, full=full, provenance=provenance)
         return Written(path, [path], {"lcm_cond_proj": source.classification.kind == "sd15-lcm"})
@@ -52,19 +55,26 @@ def _original(full: bool) -> Writer:
 
 
 def _gguf(qtype: str, full: bool) -> Writer:
-    def write(source: Source, out_dir: Path, stem: str, provenance: Provenance) -> Written:
+    def write(
+        source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
+    ) -> Written:
         from engine.gguf_artifact import write_gguf_artifact
 
         suffix = f"full-{qtype}" if full else qtype
         path = out_dir / f"{stem}-{suffix}.gguf"
-        report = write_gguf_artifact(source, path, qtype, full, provenance)
+        # A full GGUF holds the same UNet tensors as this run's UNet-only GGUF of its type.
+        unet_gguf = earlier.get(f"gguf-{qtype.lower()}") if full else None
+        reuse = unet_gguf.main if unet_gguf is not None else None
+        report = write_gguf_artifact(source, path, qtype, full, provenance, reuse)
         return Written(path, [path], report)
 
     return write
 
 
 def _diffusers_quant(variant: str) -> Writer:
-    def write(source: Source, out_dir: Path, stem: str, provenance: Provenance) -> Written:
+    def write(
+        source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
+    ) -> Written:
         from engine.diffusers_quant import quantize_unet
 
         result = quantize_unet(source.unet.folder, out_dir / variant, variant)

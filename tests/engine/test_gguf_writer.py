@@ -327,3 +327,28 @@ def test_kernel_copy_of_unchanged_tensors_gives_identical_file(tmp_path, monkeyp
     loaded = tmp_path / "loaded.gguf"
     artifact.write_gguf_artifact(source, loaded, qtype, True, Provenance("a/b", "c" * 40))
     assert copied.read_bytes().replace(b"copied", b"loaded") == loaded.read_bytes()
+
+
+def test_full_gguf_reusing_the_unet_gguf_is_identical_to_a_fresh_write(tmp_path, monkeypatch):
+    """In one run the full GGUF copies the UNet tensors the UNet-only GGUF of its type already
+    holds; the result must equal a full GGUF quantized from scratch."""
+    import engine.gguf_writer as writer
+    from engine.convert import convert
+    from engine.gguf_artifact import write_gguf_artifact
+    from engine.original import Provenance
+    from engine.source import open_source
+    from engine.synthetic import write_pipeline_folder
+
+    src = write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny")
+    calls: list[str] = []
+    real_quantize = writer.quantize
+    monkeypatch.setattr(
+        writer, "quantize", lambda a, q, name=None: calls.append(name) or real_quantize(a, q, name)
+    )
+    manifest = convert(src, tmp_path / "run", "gguf-q4_1,gguf-full-q4_1", stem="m")
+    assert len(calls) == manifest.artifacts[0].details["quantized"]  # the full file quantized none
+    monkeypatch.undo()
+    (tmp_path / "fresh").mkdir()
+    fresh = tmp_path / "fresh" / "m-full-Q4_1.gguf"
+    write_gguf_artifact(open_source(src), fresh, "Q4_1", True, Provenance())
+    assert (tmp_path / "run" / "m-full-Q4_1.gguf").read_bytes() == fresh.read_bytes()
