@@ -27,8 +27,10 @@ def _artifact(variant: str, path: str, **details) -> Artifact:
         validation={
             "status": "passed",
             "reason": "all checks passed",
-            "metrics": {"output": {"cosine": 0.99995, "rel_l2": 0.009, "max_abs": 0.01},
-                        "lcm_4step": {"cosine": 0.99998, "rel_l2": 0.004, "max_abs": 0.02}},
+            "metrics": {
+                "output": {"cosine": 0.99995, "rel_l2": 0.009, "max_abs": 0.01},
+                "lcm_4step": {"cosine": 0.99998, "rel_l2": 0.004, "max_abs": 0.02},
+            },
             "checks": ["GGUFReader"],
         },
     )
@@ -40,8 +42,14 @@ def _ctx(repo: str = "alice/model", licence: str | None = "creativeml-openrail-m
 
 def test_repo_card_parses_and_carries_provenance():
     artifacts = [
-        _artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0", quantized=182, kept={"F16": 505},
-                  kept_reasons={"conv weight": 100}),
+        _artifact(
+            "gguf-q8_0",
+            "m-Q8_0.gguf",
+            gguf_type="Q8_0",
+            quantized=182,
+            kept={"F16": 505},
+            kept_reasons={"conv weight": 100},
+        ),
         _artifact("gguf-full-q8_0", "m-full-Q8_0.gguf", gguf_type="Q8_0", full_checkpoint=True),
     ]
     text = render_repo_card(_ctx(), "gguf", "bot/m-GGUF", Manifest(source={}), artifacts)
@@ -77,8 +85,15 @@ def test_md_escapes_markdown_and_html():
 
 
 def _facts(**over) -> RepoFacts:
-    base = dict(repo_id="alice/m", sha="s", private=False, gated=False, tags=("diffusers",),
-                licence="mit", files={"unet/config.json": 1})
+    base = dict(
+        repo_id="alice/m",
+        sha="s",
+        private=False,
+        gated=False,
+        tags=("diffusers",),
+        licence="mit",
+        files={"unet/config.json": 1},
+    )
     return RepoFacts(**{**base, **over})
 
 
