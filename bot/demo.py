@@ -7,16 +7,14 @@ what was published and why each skip happened; then runs again to show nothing i
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import load_config
-from bot.hub import start_hub
 from bot.hubclient import hub_for
 from bot.plan import make_plan
-from bot.seed import accounts_env, demo_config, seed_repos, write_accounts
+from bot.seed import demo_config, seeded_hub
 from bot.settings import load_settings
 from bot.workflow import run_hub_convert
 
@@ -76,21 +74,10 @@ def run_round(title: str, config_path: Path, out_root: Path) -> RoundReport:
 def run_demo(workdir: Path | None = None) -> list[RoundReport]:
     """Seed a fresh embedded Hub, run the bot twice, return both rounds' reports."""
     base = Path(workdir or tempfile.mkdtemp(prefix="unetbot-demo-"))
-    accounts = write_accounts(base / "hub")
-    saved = dict(os.environ)
-    try:
-        with start_hub(base / "hub" / "data", config=accounts.config_path) as hub:
-            os.environ.update(accounts_env(hub.endpoint, accounts, base / "cache"))
-            load_settings()  # applies the local-Hub settings (no Xet) before any upload
-            from huggingface_hub import HfApi
-
-            seed_repos(HfApi(endpoint=hub.endpoint, token=accounts.owner_token), base / "seed")
-            config_path = demo_config(base / "bot.yaml")
-            first = run_round(
-                "run 1: scan -> plan -> convert -> validate -> publish", config_path, base / "out"
-            )
-            second = run_round("run 2: same revisions, nothing to redo", config_path, base / "out2")
-            return [first, second]
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with seeded_hub(base):
+        config_path = demo_config(base / "bot.yaml")
+        first = run_round(
+            "run 1: scan -> plan -> convert -> validate -> publish", config_path, base / "out"
+        )
+        second = run_round("run 2: same revisions, nothing to redo", config_path, base / "out2")
+        return [first, second]

@@ -6,7 +6,8 @@ the bot downloads exactly the files the engine will read, and nothing pickled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Iterable, Mapping
 
 from engine.source import LICENSE_NAMES
 
@@ -54,3 +55,11 @@ def needed_files(files: Mapping[str, int], full: bool) -> list[str]:
 
 def has_component(files: Mapping[str, int], component: str) -> bool:
     return f"{component}/config.json" in files and weight_files(files, component) is not None
+
+
+def bytes_matching(files: Mapping[str, int], patterns: Iterable[str]) -> int:
+    """Total size of the files that download `patterns` (paths or globs) would fetch."""
+    patterns = list(patterns)
+    return sum(
+        size for path, size in files.items() if any(fnmatch.fnmatch(path, p) for p in patterns)
+    )

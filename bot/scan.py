@@ -17,7 +17,7 @@ from huggingface_hub import hf_hub_download
 from bot.config import BotConfig
 from bot.hubclient import BudgetExhausted, Hub
 from bot.policy import RepoFacts, licence_of, policy_skip, size_skip
-from bot.repo_files import has_component, has_pickle_only, weight_files
+from bot.repo_files import bytes_matching, has_component, has_pickle_only, weight_files
 from engine.classify import classify_unet
 
 log = logging.getLogger("unetbot.scan")
@@ -64,12 +64,7 @@ def _facts(info) -> RepoFacts:
 
 
 def _weights_bytes(files: dict[str, int], component: str) -> int:
-    import fnmatch
-
-    patterns = weight_files(files, component) or []
-    return sum(
-        size for path, size in files.items() if any(fnmatch.fnmatch(path, p) for p in patterns)
-    )
+    return bytes_matching(files, weight_files(files, component) or [])
 
 
 def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:

@@ -9,8 +9,11 @@ pickle-only repo.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +126,32 @@ def accounts_env(endpoint: str, accounts: Accounts, cache: Path) -> dict[str, st
         "UNETBOT_CACHE": str(cache),
         "UNETBOT_CONFIG": "",
     }
+
+
+@dataclass
+class SeededHub:
+    """A running embedded Hub seeded with the demo repos; the bot's env points at it."""
+
+    running: object  # bot.hub.RunningHub
+    accounts: Accounts
+    repos: dict[str, str]  # repo id -> head sha after seeding
+
+
+@contextmanager
+def seeded_hub(workdir: Path) -> Iterator[SeededHub]:
+    """Start the embedded Hub under `workdir`, point the environment at it, seed the repos;
+    the environment is restored on exit. Used by `bot demo` and the end-to-end tests."""
+    from bot.hub import start_hub
+    from bot.settings import load_settings
+
+    accounts = write_accounts(workdir / "hub")
+    saved = dict(os.environ)
+    try:
+        with start_hub(workdir / "hub" / "data", config=accounts.config_path) as running:
+            os.environ.update(accounts_env(running.endpoint, accounts, workdir / "cache"))
+            load_settings()  # applies the local-Hub settings (no Xet) before any upload
+            api = HfApi(endpoint=running.endpoint, token=accounts.owner_token)
+            yield SeededHub(running, accounts, seed_repos(api, workdir / "seed"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

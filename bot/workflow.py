@@ -18,7 +18,7 @@ from bot.convert_cmd import ConvertResult
 from bot.hubclient import Hub, HubError
 from bot.progress import stage_bar
 from bot.publish import PublishPlan, execute, plan_pr, plan_repo
-from bot.repo_files import needed_files
+from bot.repo_files import bytes_matching, needed_files
 from bot.scan import Candidate, judge, model_info
 from bot.settings import load_settings
 from bot.state import Target, bot_prs, target_done, target_repo
@@ -108,12 +108,8 @@ def _card_context(candidate: Candidate, endpoint: str) -> CardContext:
 
 
 def _download(hub: Hub, candidate: Candidate, full: bool, budget_bytes: int) -> Path:
-    import fnmatch
-
     patterns = needed_files(candidate.files, full)
-    size = sum(
-        s for p, s in candidate.files.items() if any(fnmatch.fnmatch(p, pat) for pat in patterns)
-    )
+    size = bytes_matching(candidate.files, patterns)
     if size > budget_bytes:
         raise HubError(f"{candidate.repo_id}: {size / 1e9:.2f} GB exceeds the download budget")
     path = hub.call(

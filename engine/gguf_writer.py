@@ -44,6 +44,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from engine.errors import NonFiniteWeights
 from engine.gguf_quants import quantize
+from engine.safetensors_io import fsync_dir
 
 logger = logging.getLogger("unetbot.engine")
 
@@ -271,7 +272,7 @@ def write_gguf(
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
     kept = Counter({"F16": 0, "F32": 0})
     kept.update(c.ggml_type for c in choices if c.ggml_type in ("F16", "F32"))
@@ -387,17 +388,3 @@ def _write_data(
         finally:
             for future in pending:
                 future.cancel()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; some filesystems do not support fsync on directories."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -216,17 +216,23 @@ def atomic_output(final_path: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, final_path)
-        _fsync_dir(final_path.parent)
+        fsync_dir(final_path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX: fsync the directory)."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX: fsync the directory). Some filesystems refuse fsync on a
+    directory; the file's own data is already fsynced then, so that is not an error."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 

@@ -248,6 +248,7 @@ def validate_gguf(artifact: Artifact, ctx: Context) -> dict:
     import gguf
 
     from engine.gguf_rules import check_gguf
+    from engine.probe import forward
 
     path = ctx.out_dir / artifact.path
     full = bool(artifact.details.get("full_checkpoint"))
@@ -299,7 +300,7 @@ def validate_gguf(artifact: Artifact, ctx: Context) -> dict:
     metrics.update(outputs)
     checks.append("probe forward of dequantized weights vs fp32 source")
     small_probe = _small_probe(ctx)
-    small_out = _forward(model, small_probe)
+    small_out = forward(model, small_probe)  # fp32, for the diffusers load check below
     del model
     release_memory()
     if not full:
@@ -308,12 +309,6 @@ def validate_gguf(artifact: Artifact, ctx: Context) -> dict:
     if not problems:
         ctx.gguf_outputs[digest] = (artifact.variant, outputs, (worst, worst_name))
     return _result(problems, metrics, checks)
-
-
-def _forward(model, probe):
-    from engine.probe import forward
-
-    return forward(model, probe)
 
 
 def _model_from_gguf_values(ctx: Context, values: dict):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,36 +41,24 @@ class SeededHub:
 
 
 def start_seeded_hub(workdir: Path) -> Iterator[SeededHub]:
-    from bot.hub import start_hub
-    from bot.seed import accounts_env, seed_repos, write_accounts
-    from bot.settings import load_settings
+    from bot.seed import seeded_hub
 
-    accounts = write_accounts(workdir / "hub")
-    saved = dict(os.environ)
-    with start_hub(workdir / "hub" / "data", config=accounts.config_path) as running:
-        os.environ.update(accounts_env(running.endpoint, accounts, workdir / "cache"))
-        load_settings()
-        from huggingface_hub import HfApi
-
-        repos = seed_repos(
-            HfApi(endpoint=running.endpoint, token=accounts.owner_token), workdir / "seed"
-        )
+    with seeded_hub(workdir) as seeded:
         config_path = workdir / "bot.yaml"
         config_path.write_text(yaml.safe_dump(FAST_CONFIG))
+        running = seeded.running
         try:
             yield SeededHub(
                 running.endpoint,
                 running,
-                accounts.owner_token,
-                accounts.bot_token,
+                seeded.accounts.owner_token,
+                seeded.accounts.bot_token,
                 config_path,
-                repos,
+                seeded.repos,
                 workdir,
             )
         finally:
             running.state.faults.clear()
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 @pytest.fixture
