@@ -5,6 +5,8 @@ commands run in their own subprocess, timed by wall clock with the child's peak 
 `os.wait4`:
 
 - unetbot: `engine.gguf_writer.write_gguf` (streaming, own quantizer, fsync + rename);
+- unetbot_nosync: the same with fsync made a no-op, on the terms of `cp` and gguf-py, which do
+  not wait for the disk (a measurement only: the bot always fsyncs);
 - gguf-py: the usual script shape, `gguf.quants.quantize` per tensor + `GGUFWriter.add_tensor` +
   `write_tensors_to_file`, with the same tensor choices and metadata;
 - cp: `cp` of the source safetensors file (and `cp` + fsync, since unetbot fsyncs).
@@ -86,6 +88,14 @@ def child_unetbot(src: Path, out: Path, target: str) -> None:
     from engine.gguf_writer import write_gguf
 
     write_gguf(out, _sources(src), target, METADATA)
+
+
+def child_unetbot_nosync(src: Path, out: Path, target: str) -> None:
+    """The same writer with fsync/fdatasync turned into no-ops: what it costs on the terms of
+    `cp` and the gguf-py path, neither of which waits for the disk. A measurement only; the
+    bot always fsyncs before the rename."""
+    os.fsync = os.fdatasync = lambda fd: None
+    child_unetbot(src, out, target)
 
 
 def child_ggufpy(src: Path, out: Path, target: str) -> None:
@@ -179,7 +189,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per command (best wall)")
     parser.add_argument(
         "--child",
-        choices=["unetbot", "ggufpy", "cp_fsync", "build", "compare"],
+        choices=["unetbot", "unetbot_nosync", "ggufpy", "cp_fsync", "build", "compare"],
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
@@ -189,6 +199,8 @@ def main() -> None:
 
     if args.child == "unetbot":
         return child_unetbot(args.src, args.out, args.type)
+    if args.child == "unetbot_nosync":
+        return child_unetbot_nosync(args.src, args.out, args.type)
     if args.child == "ggufpy":
         return child_ggufpy(args.src, args.out, args.type)
     if args.child == "cp_fsync":
@@ -209,7 +221,10 @@ def main() -> None:
         subprocess.run([*me, "--child", "build", "--out", str(folder)], check=True)
     size_mb = src.stat().st_size / 1e6
     parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from engine.gguf_quants import active_kernel
+
     print(f"source: {src} ({size_mb:.0f} MB), {os.cpu_count()} CPUs", flush=True)
+    print(f"unetbot quantizer kernel: {active_kernel()}", flush=True)
     print(f"(peak RSS of this parent, a floor for every child: {parent_mb:.0f} MB)", flush=True)
     out_dir = workdir / "out"
     out_dir.mkdir(exist_ok=True)
@@ -227,14 +242,14 @@ def main() -> None:
     notes = []
     for target in args.types.split(","):
         outs = {}
-        for tool in ("unetbot", "ggufpy"):
+        for tool in ("unetbot", "unetbot_nosync", "ggufpy"):
             out = out_dir / f"{tool}-{target}.gguf"
             cmd = [*me, "--child", tool, "--src", str(src), "--out", str(out), "--type", target]
             wall, cpu, rss = best(cmd, out, args.repeat)
             rows.append((target, tool, wall, cpu, rss, out.stat().st_size / 1e6))
             outs[tool] = out
             print(
-                f"  {target:5s} {tool:8s} {wall:6.2f} s {cpu:6.2f} cpu-s {rss:7.0f} MB", flush=True
+                f"  {target:5s} {tool:14s} {wall:6.2f} s {cpu:6.2f} cpu-s {rss:7.0f} MB", flush=True
             )
         cmd = [
             *me,
@@ -248,21 +263,21 @@ def main() -> None:
         same = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
         notes.append(f"{target}: {same}")
         for out in outs.values():
-            out.unlink()
+            out.unlink(missing_ok=True)
 
     walls = {(r[0], r[1]): r[2:4] for r in rows}
     print()
     print(
-        f"{'type':5s} {'tool':9s} {'wall s':>7s} {'x cp':>6s} {'x cp+fs':>7s} {'cpu s':>6s} "
+        f"{'type':5s} {'tool':14s} {'wall s':>7s} {'x cp':>6s} {'x cp+fs':>7s} {'cpu s':>6s} "
         f"{'gguf-py/unetbot wall':>20s} {'cpu':>5s} {'peak RSS MB':>11s} {'size MB':>8s}"
     )
     for target, tool, wall, cpu, rss, size in rows:
         speedup = cpu_speedup = ""
-        if tool == "unetbot":
+        if tool.startswith("unetbot"):
             other_wall, other_cpu = walls[(target, "ggufpy")]
             speedup, cpu_speedup = f"{other_wall / wall:.2f}x", f"{other_cpu / cpu:.2f}x"
         print(
-            f"{target:5s} {tool:9s} {wall:7.2f} {wall / cp_wall:6.2f} {wall / cpf_wall:7.2f} "
+            f"{target:5s} {tool:14s} {wall:7.2f} {wall / cp_wall:6.2f} {wall / cpf_wall:7.2f} "
             f"{cpu:6.2f} {speedup:>20s} {cpu_speedup:>5s} {rss:11.0f} {size:8.0f}"
         )
     print()

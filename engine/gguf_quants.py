@@ -2,9 +2,7 @@
 
 Why our own: gguf-py's NumPy reference quantizes 16 rows at a time through `np.concatenate`,
 float16 casts and axis reductions that NumPy runs row by row, which makes a full SD1.5 UNet take
-seconds per type. Here the same float32 arithmetic, in the same order, runs on cache-sized chunks
-of blocks with preallocated buffers, and big tensors are split across a thread pool (NumPy
-releases the GIL). Every step that decides a bit is kept equal to gguf-py:
+seconds per type. Every step that decides a bit is kept equal to gguf-py (gguf/quants.py):
 
 - scales: `d = max / -8` (Q4_0), `max / -16` (Q5_0), `amax / 127` (Q8_0), `(max - min) / 15|31`
   (Q4_1/Q5_1), all float32 divisions; `id = 1 / d`, or 0 when `d == 0`; scales stored as fp16;
@@ -12,8 +10,31 @@ releases the GIL). Every step that decides a bit is kept equal to gguf-py:
   (`argmax` semantics), Q8_0 rounds half away from zero (`np_roundf`), the 4/5-bit types truncate
   `x * id + 8.5|16.5` (or `(x - min) * id + 0.5`) to uint8 and clip.
 
-The tests compare every type against `gguf.quants.quantize` on random, constant, huge, tiny and
-mixed-sign blocks, and on every quantizable tensor of a full-size SD1.5 UNet.
+Two implementations, same bytes:
+
+- the C kernel `engine._gguf_kernels` (engine/_gguf_kernels.c, built by `pip install -e .`):
+  each 32-value block is quantized in SSE2 registers in one pass, well under 1 ns per value
+  against 3-5 ns for the NumPy passes below, which is what lets the GGUF writer beat gguf-py by
+  the margin it promises. It does the same IEEE float32 operations in the same order (no FMA,
+  no fast-math, a pinned float environment);
+- the NumPy quantizer (`_Quant` below): the same arithmetic on cache-sized chunks of blocks with
+  preallocated buffers. It is the portable fallback where the extension is not built (no
+  compiler, not x86-64) and the second opinion the tests hold the C kernel to.
+
+Both split big tensors across a thread pool (NumPy and the C kernel release the GIL).
+
+Fixup path: a few blocks have bytes that are not decided by IEEE arithmetic but by NumPy itself:
+which zero (+0 or -0) `blocks.max()` / `blocks.min()` return when the max or min of a Q4_1/Q5_1
+block is a zero (its sign lands in the stored fp16 min, and in d), and what NumPy's float -> int8
+/ uint8 cast gives for NaN, inf or out-of-range values (subnormal scales whose 1/d overflows,
+`inf * 0`). The C kernel flags such blocks instead of guessing, and `quantize` recomputes exactly
+those with `gguf.quants.quantize` itself on their float32 values: blocks are independent in
+gguf-py (every reduction is per block), so this gives gguf-py's bytes by construction. Real
+weights hit it rarely (all-zero or one-signed blocks with a zero at the edge), so it costs nothing
+measurable.
+
+The tests compare both implementations against `gguf.quants.quantize` on random, constant, huge,
+tiny and mixed-sign blocks, and on every quantizable tensor of a full-size SD1.5 UNet.
 """
 
 from __future__ import annotations
@@ -21,19 +42,31 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import quants as gguf_py_quants
 
 from engine.errors import NonFiniteWeights
+
+try:
+    from engine import _gguf_kernels
+except ImportError:  # not built here (no compiler, not x86-64): the NumPy quantizer is used
+    _gguf_kernels = None
+
+Kernel = Literal["auto", "c", "numpy"]
 
 # 2048 blocks of 32 values: each float32 temporary is 256 KiB, so a chunk's working set stays in
 # the 1-2 MiB L2 of the machines we run on while the per-call overhead of NumPy stays small.
 _CHUNK_BLOCKS = 2048
 # Below this many blocks a tensor is quantized on the calling thread (pool hand-off costs more).
 _MIN_BLOCKS_PER_TASK = 4 * _CHUNK_BLOCKS
+# Blocks handed to gguf-py per call on the fixup path, as one row (gguf-py runs 16 rows per NumPy
+# pass, so one block per row would be slow); bounds its temporaries to a few MiB.
+_FIXUP_BLOCKS = 65536
 # fp16 Inf/NaN become magnitudes >= 2**16 through the bit conversion in `_Chunk.load`.
 _FP16_LIMIT = np.float32(65536.0)
 _NO_LIMIT = np.float32(np.inf)
@@ -343,10 +376,32 @@ def supported_types() -> tuple[GGMLQuantizationType, ...]:
     return tuple(_QUANTS)
 
 
+def active_kernel() -> Literal["c", "numpy"]:
+    """The implementation `quantize` uses by default here: "c" when the extension is built."""
+    return "numpy" if _gguf_kernels is None else "c"
+
+
+def _resolve(kernel: Kernel) -> Literal["c", "numpy"]:
+    """The implementation `kernel` names; asking for "c" where it is not built is an error, so a
+    test or benchmark that means the C kernel never measures the NumPy one by accident."""
+    if kernel == "auto":
+        return active_kernel()
+    if kernel == "c":
+        if _gguf_kernels is None:
+            raise RuntimeError(
+                "the C quantizer engine._gguf_kernels is not built (run `make venv`, which "
+                "needs a C compiler and x86-64)"
+            )
+        return "c"
+    if kernel == "numpy":
+        return "numpy"
+    raise ValueError(f"unknown quantizer kernel {kernel!r} (expected auto, c or numpy)")
+
+
 def _run(
-    quant: type[_Quant], src: np.ndarray, out: np.ndarray, start: int, stop: int, limit: np.float32
-) -> None:
-    """Quantize blocks [start, stop) of `src` (flat) into rows [start, stop) of `out`."""
+    quant: type[_Quant], src: np.ndarray, out: np.ndarray, limit: np.float32, start: int, stop: int
+) -> int:
+    """NumPy: quantize blocks [start, stop) of `src` (flat) into rows [start, stop) of `out`."""
     chunk_blocks = _CHUNK_BLOCKS
     s = _scratch(quant.block_size, chunk_blocks)
     bs = quant.block_size
@@ -357,17 +412,79 @@ def _run(
         # on degenerate scales (fp16 overflow of d, 1/d overflow for subnormal d), reproduced.
         with np.errstate(all="ignore"):
             quant.quantize_blocks(x, out[b0:b1], limit, s)
+    return 0
 
 
-def quantize(array: np.ndarray, qtype: GGMLQuantizationType, name: str | None = None) -> np.ndarray:
+def _run_c(
+    quant: type[_Quant],
+    src: np.ndarray,
+    out: np.ndarray,
+    fixup: np.ndarray,
+    start: int,
+    stop: int,
+) -> int:
+    """C: quantize blocks [start, stop); returns how many of them need the fixup path."""
+    bs = quant.block_size
+    assert _gguf_kernels is not None
+    flagged = _gguf_kernels.quantize_blocks(
+        int(quant.qtype),
+        src[start * bs : stop * bs],
+        src.dtype == np.float16,
+        out[start:stop],
+        fixup[start:stop],
+    )
+    if flagged < 0:
+        raise _NonFinite
+    return flagged
+
+
+def _fixup(quant: type[_Quant], src: np.ndarray, out: np.ndarray, fixup: np.ndarray) -> None:
+    """Recompute the blocks the C kernel flagged with gguf-py itself (see the module docstring).
+
+    gguf-py casts its input to float32 first, as done here, and quantizes each block on its own,
+    so these bytes are the ones it writes for those blocks inside the whole tensor.
+    """
+    flagged = np.flatnonzero(fixup)
+    blocks = src.reshape(-1, quant.block_size)
+    for i in range(0, flagged.size, _FIXUP_BLOCKS):
+        which = flagged[i : i + _FIXUP_BLOCKS]
+        row = blocks[which].astype(np.float32).reshape(1, -1)
+        # gguf-py warns about its own arithmetic on degenerate scales (the reason for fixup)
+        with np.errstate(all="ignore"):
+            out[which] = gguf_py_quants.quantize(row, quant.qtype).reshape(-1, quant.type_size)
+
+
+def _in_tasks(run: Callable[[int, int], int], n_blocks: int) -> int:
+    """`run(start, stop)` over [0, n_blocks), split across the pool when big; sums the results."""
+    workers = min(os.cpu_count() or 1, n_blocks // _MIN_BLOCKS_PER_TASK)
+    if workers <= 1:
+        return run(0, n_blocks)
+    # whole chunks per task, so chunks never straddle two threads
+    per_task = math.ceil(n_blocks / workers / _CHUNK_BLOCKS) * _CHUNK_BLOCKS
+    futures = [
+        _executor().submit(run, b0, min(b0 + per_task, n_blocks))
+        for b0 in range(0, n_blocks, per_task)
+    ]
+    return sum(f.result() for f in futures)
+
+
+def quantize(
+    array: np.ndarray,
+    qtype: GGMLQuantizationType,
+    name: str | None = None,
+    *,
+    kernel: Kernel = "auto",
+) -> np.ndarray:
     """Quantize `array` (rows along the last axis) to GGML blocks of `qtype`.
 
     Returns uint8 of shape `(*array.shape[:-1], row_bytes)`, the same bytes as
     `gguf.quants.quantize(array, qtype)`. float16 and float32 are read directly (bf16 arrives as
-    float32); other float dtypes are cast to float32 first, as gguf-py does.
+    float32); other float dtypes are cast to float32 first, as gguf-py does. `kernel` picks the
+    implementation: "auto" (the C kernel when built, see `active_kernel`), "c" or "numpy".
 
-    Raises ValueError when the row length is not a multiple of the block size and
-    NonFiniteWeights (naming `name`) when the array holds NaN or Inf.
+    Raises ValueError when the row length is not a multiple of the block size,
+    NonFiniteWeights (naming `name`) when the array holds NaN or Inf, and RuntimeError when
+    `kernel="c"` but the extension is not built.
     """
     quant = _QUANTS.get(GGMLQuantizationType(qtype))
     if quant is None:
@@ -382,25 +499,22 @@ def quantize(array: np.ndarray, qtype: GGMLQuantizationType, name: str | None = 
             f"row length {width} of {name or 'tensor'} {tuple(array.shape)} is not a multiple of "
             f"the {quant.qtype.name} block size {quant.block_size}"
         )
+    impl = _resolve(kernel)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     src = np.ascontiguousarray(array).reshape(-1)
+    if impl == "c" and src.dtype not in (np.float16, np.float32):
+        src = src.astype(np.float32)  # what gguf-py does first
     n_blocks = src.size // quant.block_size
     out = np.empty((n_blocks, quant.type_size), np.uint8)
-    limit = _FP16_LIMIT if src.dtype == np.float16 else _NO_LIMIT
     try:
-        workers = min(os.cpu_count() or 1, n_blocks // _MIN_BLOCKS_PER_TASK)
-        if workers <= 1:
-            _run(quant, src, out, 0, n_blocks, limit)
+        if impl == "c":
+            fixup = np.empty(n_blocks, np.uint8)
+            if _in_tasks(lambda b0, b1: _run_c(quant, src, out, fixup, b0, b1), n_blocks):
+                _fixup(quant, src, out, fixup)
         else:
-            # whole chunks per task, so chunks never straddle two threads
-            per_task = math.ceil(n_blocks / workers / _CHUNK_BLOCKS) * _CHUNK_BLOCKS
-            futures = [
-                _executor().submit(_run, quant, src, out, b0, min(b0 + per_task, n_blocks), limit)
-                for b0 in range(0, n_blocks, per_task)
-            ]
-            for f in futures:
-                f.result()
+            limit = _FP16_LIMIT if src.dtype == np.float16 else _NO_LIMIT
+            _in_tasks(lambda b0, b1: _run(quant, src, out, limit, b0, b1), n_blocks)
     except _NonFinite:
         raise NonFiniteWeights(
             f"{name or 'tensor'} holds NaN or Inf values; it cannot be quantized to "
