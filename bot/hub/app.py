@@ -137,18 +137,23 @@ class HubApp:
         except Exception:
             log.exception("unhandled error on %s %s", method, raw_path)
             response = json_response({"error": "internal server error"}, 500)
-        sent = response.status_code
+        recorded = False
 
         async def send_tracking(message: Message) -> None:
-            nonlocal sent
-            if message["type"] == "http.response.start":
-                sent = message["status"]  # e.g. FileResponse turns 200 into 206 for a Range
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                # Counted before the client can see the response, so a test that reads the
+                # stats right after a call never races the server; the status is the one
+                # sent (FileResponse turns 200 into 206 for a Range).
+                self.state.stats.record(method, name, raw_path, message["status"])
+                recorded = True
             await send(message)
 
         try:
             await response(scope, receive, send_tracking)
         finally:
-            self.state.stats.record(method, name, raw_path, sent)
+            if not recorded:  # the response failed before it started
+                self.state.stats.record(method, name, raw_path, response.status_code)
 
     async def _run(self, rt: Route, request: Request, params: dict[str, str]) -> Any:
         who = self.state.accounts.principal(request.headers.get("authorization"))
