@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import BadInput, UnsupportedArchitecture
@@ -56,6 +57,61 @@ def plan_variants(source: Source, spec: str | list[str]) -> list[Variant]:
     return variants
 
 
+@dataclass
+class Run:
+    """One conversion run: the opened source, the variants to write and where they go."""
+
+    source: Source
+    variants: list[Variant]
+    out_dir: Path
+    stem: str
+    provenance: Provenance
+    manifest: Manifest
+
+
+def start_run(
+    source_dir: Path,
+    out_dir: Path,
+    variants: str | list[str],
+    provenance: Provenance = Provenance(),
+    stem: str | None = None,
+) -> Run:
+    """Open and check the source, resolve the variants and create `out_dir` (nothing written)."""
+    source = open_source(Path(source_dir))
+    chosen = plan_variants(source, variants)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or (provenance.source_repo.split("/")[-1] if provenance.source_repo else "")
+    stem = stem or source.root.name
+    manifest = Manifest(source=source_summary(source, provenance))
+    return Run(source, chosen, out_dir, stem, provenance, manifest)
+
+
+def write_variant(run: Run, variant: Variant, earlier: dict) -> Artifact:
+    """Write one variant and describe it (sha256 of every file); `earlier` gains its result.
+
+    `earlier` maps variant names to what this run already wrote, for writers that reuse it (a
+    full GGUF copies the UNet tensors of the UNet-only GGUF of its type)."""
+    started = time.perf_counter()
+    written = variant.writer(run.source, run.out_dir, run.stem, run.provenance, earlier)
+    earlier[variant.name] = written
+    files = describe_files(run.out_dir, written.files)
+    main = next(f for f in files if f.path == str(written.main.relative_to(run.out_dir)))
+    details = {**written.details, "seconds": round(time.perf_counter() - started, 3)}
+    log.info("wrote %s (%s, %.1fs)", variant.name, main.path, details["seconds"])
+    release_memory()  # a diffusers quantization leaves GBs of freed heap behind
+    return Artifact(
+        variant=variant.name,
+        format=variant.format,
+        path=main.path,
+        bytes=sum(f.bytes for f in files),
+        sha256=main.sha256,
+        consumers=list(variant.consumers),
+        files=files,
+        details=details,
+    )
+
+
 def convert(
     source_dir: Path,
     out_dir: Path,
@@ -65,39 +121,14 @@ def convert(
     progress: ProgressHook | None = None,
 ) -> Manifest:
     """Write every requested variant of `source_dir` into `out_dir` and save the manifest."""
-    source = open_source(Path(source_dir))
-    chosen = plan_variants(source, variants)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = stem or (provenance.source_repo.split("/")[-1] if provenance.source_repo else "")
-    stem = stem or source.root.name
-    manifest = Manifest(source=source_summary(source, provenance))
-    earlier: dict = {}  # variant -> Written, for writers that can reuse this run's output
-    for i, variant in enumerate(chosen):
+    run = start_run(source_dir, out_dir, variants, provenance, stem)
+    earlier: dict = {}
+    for i, variant in enumerate(run.variants):
         if progress:
-            progress(variant.name, i, len(chosen))
-        started = time.perf_counter()
-        written = variant.writer(source, out_dir, stem, provenance, earlier)
-        earlier[variant.name] = written
-        files = describe_files(out_dir, written.files)
-        main = next(f for f in files if f.path == str(written.main.relative_to(out_dir)))
-        details = {**written.details, "seconds": round(time.perf_counter() - started, 3)}
-        manifest.artifacts.append(
-            Artifact(
-                variant=variant.name,
-                format=variant.format,
-                path=main.path,
-                bytes=sum(f.bytes for f in files),
-                sha256=main.sha256,
-                consumers=list(variant.consumers),
-                files=files,
-                details=details,
-            )
-        )
-        log.info("wrote %s (%s, %.1fs)", variant.name, main.path, details["seconds"])
-        release_memory()  # a diffusers quantization leaves GBs of freed heap behind
-        manifest.save(out_dir)
+            progress(variant.name, i, len(run.variants))
+        run.manifest.artifacts.append(write_variant(run, variant, earlier))
+        run.manifest.save(run.out_dir)
     if progress:
-        progress("done", len(chosen), len(chosen))
-    manifest.save(out_dir)
-    return manifest
+        progress("done", len(run.variants), len(run.variants))
+    run.manifest.save(run.out_dir)
+    return run.manifest

@@ -58,6 +58,7 @@ class Artifact:
 class Manifest:
     source: dict
     artifacts: list[Artifact] = field(default_factory=list)
+    grid: str = ""  # validation grid PNG (relative path), when one was made
     schema_version: int = SCHEMA_VERSION
     unetbot_version: str = __version__
 
@@ -91,6 +92,7 @@ class Manifest:
         return cls(
             source=raw["source"],
             artifacts=artifacts,
+            grid=raw.get("grid", ""),
             schema_version=raw["schema_version"],
             unetbot_version=raw.get("unetbot_version", ""),
         )

@@ -72,8 +72,17 @@ def forward(model: Any, probe: Probe, dtype: torch.dtype | None = None) -> torch
 
 
 @torch.no_grad()
-def lcm_sample(model: Any, probe: Probe, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """4-step LCMScheduler sampling from the probe's first latent; final denoised latents."""
+def lcm_sample(
+    model: Any,
+    probe: Probe,
+    dtype: torch.dtype | None = None,
+    probe_output: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """4-step LCMScheduler sampling from the probe's first latent; final denoised latents.
+
+    The first step feeds the model exactly the probe's first batch row (its latent, timestep
+    999, text and guidance embedding), so when `probe_output` (this model's `forward` on the
+    probe) is given, its first row is that step's prediction and one full forward is saved."""
     from diffusers import LCMScheduler
 
     dtype = dtype or _dtype(model)
@@ -87,11 +96,14 @@ def lcm_sample(model: Any, probe: Probe, dtype: torch.dtype | None = None) -> to
     text = probe.encoder_hidden_states[:1].to(dtype)
     cond = None if probe.timestep_cond is None else probe.timestep_cond[:1].to(dtype)
     denoised = latents
-    for t in scheduler.timesteps:
-        model_in = torch.cat([latents, extra], dim=1) if extra.numel() else latents
-        noise = model(
-            model_in.to(dtype), t, encoder_hidden_states=text, timestep_cond=cond
-        ).sample.float()
+    for step, t in enumerate(scheduler.timesteps):
+        if step == 0 and probe_output is not None and int(t) == int(probe.timesteps[0]):
+            noise = probe_output[:1]
+        else:
+            model_in = torch.cat([latents, extra], dim=1) if extra.numel() else latents
+            noise = model(
+                model_in.to(dtype), t, encoder_hidden_states=text, timestep_cond=cond
+            ).sample.float()
         latents, denoised = scheduler.step(noise, t, latents, generator=gen, return_dict=False)
     return denoised.float()
 
@@ -119,13 +131,20 @@ class Reference:
 
 def reference_outputs(model: Any, config: dict, seed: int = 0) -> Reference:
     probe = make_probe(config, seed)
-    sampled = lcm_sample(model, probe) if config.get("time_cond_proj_dim") else None
-    return Reference(probe, forward(model, probe), sampled)
+    output = forward(model, probe)
+    sampled = lcm_sample(model, probe, None, output) if config.get("time_cond_proj_dim") else None
+    return Reference(probe, output, sampled)
 
 
-def output_metrics(model: Any, reference: Reference, dtype: torch.dtype | None = None) -> dict:
-    """Metrics of `model` against the reference: forward pass and, for LCM, sampling."""
-    metrics = {"output": compare(reference.output, forward(model, reference.probe, dtype))}
+def output_metrics(
+    model: Any, reference: Reference, dtype: torch.dtype | None = None
+) -> tuple[dict, torch.Tensor | None]:
+    """Metrics of `model` against the reference (forward pass and, for LCM, sampling), and the
+    final LCM latents (None for models without the sampling run)."""
+    output = forward(model, reference.probe, dtype)
+    metrics = {"output": compare(reference.output, output)}
+    sampled = None
     if reference.sampled is not None:
-        metrics["lcm_4step"] = compare(reference.sampled, lcm_sample(model, reference.probe, dtype))
-    return metrics
+        sampled = lcm_sample(model, reference.probe, dtype, output)
+        metrics["lcm_4step"] = compare(reference.sampled, sampled)
+    return metrics, sampled

@@ -41,6 +41,9 @@ class Variant:
     needs_full_pipeline: bool
     target: str  # which repo it is published to: "pr" (source repo), "gguf", "torchao", "quanto"
     writer: Writer
+    # The writer holds a whole model in memory (GBs: diffusers quantization). Such writers run
+    # before validation starts, never beside it; streaming writers (~100 MB) overlap with it.
+    loads_model: bool = False
 
 
 def _original(full: bool) -> Writer:
@@ -157,6 +160,7 @@ def _registry() -> dict[str, Variant]:
             False,
             "torchao",
             _diffusers_quant("torchao-int8wo"),
+            loads_model=True,
         ),
         Variant(
             "quanto-int8",
@@ -167,6 +171,7 @@ def _registry() -> dict[str, Variant]:
             False,
             "quanto",
             _diffusers_quant("quanto-int8"),
+            loads_model=True,
         ),
         Variant(
             "quanto-float8",
@@ -177,6 +182,7 @@ def _registry() -> dict[str, Variant]:
             False,
             "quanto",
             _diffusers_quant("quanto-float8"),
+            loads_model=True,
         ),
     ]
     return {v.name: v for v in variants}

@@ -153,3 +153,66 @@ def test_bot_validate_exit_codes(converted, tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 4
     assert "sha256" in proc.stdout
+
+
+def test_pipelined_run_equals_convert_then_validate(converted, tmp_path):
+    """convert_and_validate (writes overlapping validation) gives the same files, results and
+    artifact order as converting everything and then validating the manifest."""
+    from engine.pipeline import convert_and_validate
+
+    source, _, sequential = converted
+    manifest = convert_and_validate(source, tmp_path / "out", VARIANTS)
+    assert [a.variant for a in manifest.artifacts] == VARIANTS
+    assert Manifest.load(tmp_path / "out").artifacts == manifest.artifacts
+    for piped, alone in zip(manifest.artifacts, sequential.artifacts, strict=True):
+        assert piped.sha256 == alone.sha256, piped.variant
+        for key in ("status", "reason", "metrics", "checks"):
+            assert piped.validation[key] == alone.validation[key], (piped.variant, key)
+
+
+def test_pipelined_writer_error_stops_the_run(tmp_path):
+    """A writer failing in the background thread raises its own error here, stops the later
+    writes, and leaves no partial file."""
+    import threading
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.errors import NonFiniteWeights
+    from engine.pipeline import convert_and_validate
+    from engine.synthetic import write_pipeline_folder
+
+    source = write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny")
+    weights = source / "unet" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(str(weights))
+    name = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"
+    tensors[name][0, 0] = float("nan")
+    save_file(tensors, str(weights))
+    out = tmp_path / "out"
+    with pytest.raises(NonFiniteWeights, match="to_q"):
+        convert_and_validate(source, out, ["original", "gguf-q8_0", "gguf-q4_0"])
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "src.unet.safetensors"]
+    assert not [t for t in threading.enumerate() if t.name == "unetbot-writer"]
+
+
+def test_validation_grid_has_source_and_each_validated_variant(tmp_path):
+    """--grid: one labelled column for the fp32 source and each variant with its own outputs
+    (a full GGUF shares its UNet-only GGUF's, an original is byte-equal); none without --grid."""
+    from PIL import Image
+
+    from engine.grid import GRID_NAME
+    from engine.pipeline import convert_and_validate
+    from engine.synthetic import write_pipeline_folder
+
+    source = write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny")
+    chosen = ["original", "gguf-q8_0", "gguf-full-q8_0", "quanto-int8"]
+    manifest = convert_and_validate(source, tmp_path / "grid", chosen, grid=True)
+    assert manifest.grid == GRID_NAME
+    assert Manifest.load(tmp_path / "grid").grid == GRID_NAME
+    with Image.open(tmp_path / "grid" / GRID_NAME) as image:
+        width, height = image.size
+        pixels = np.asarray(image.convert("RGB"))
+    tile = height - 18  # one row of square tiles under an 18-pixel label band
+    assert width == 3 * tile  # source, gguf-q8_0, quanto-int8
+    assert pixels[18:].std() > 0  # decoded pictures, not an empty canvas
+    plain = convert_and_validate(source, tmp_path / "plain", ["gguf-q8_0"])
+    assert plain.grid == "" and not (tmp_path / "plain" / GRID_NAME).exists()
