@@ -200,6 +200,7 @@ def render_repo_card(
             full_example=full_gguf[0].path if full_gguf else "",
             gguf_tables=_gguf_tables(unet_gguf + full_gguf),
             validation=validation_rows(artifacts),
+            grid=manifest.grid,
             timesteps=", ".join(str(t) for t in TIMESTEPS),
             licence=ctx.licence or "other",
             licence_link=ctx.licence_extra.get("license_link", ""),

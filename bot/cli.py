@@ -90,6 +90,14 @@ def convert(
     skip_validation: Annotated[
         bool, typer.Option("--skip-validation", help="Write artifacts only (never published).")
     ] = False,
+    grid: Annotated[
+        bool,
+        typer.Option(
+            "--grid",
+            help="Also decode each variant's LCM sample with the source VAE into "
+            "validation-grid.png (LCM sources with a VAE; shown in the repo cards).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Convert one model, validate every artifact, and optionally publish it."""
@@ -105,6 +113,7 @@ def convert(
             dry_run=dry_run,
             config_path=config,
             validate=not skip_validation,
+            grid=grid,
         )
     except UnetbotError as exc:
         _fail(exc)
@@ -183,13 +192,16 @@ def validate(
     source: Annotated[
         Path | None, typer.Option(help="Source folder (default: from manifest).")
     ] = None,
+    grid: Annotated[
+        bool, typer.Option("--grid", help="Also write validation-grid.png (see `convert --grid`).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-check a manifest folder: sha256 of every file, then every artifact with its loader."""
     from engine.validate import validate_folder
 
     try:
-        manifest = validate_folder(folder, source)
+        manifest = validate_folder(folder, source, grid)
     except UnetbotError as exc:
         _fail(exc)
     failed = [a for a in manifest.artifacts if not a.passed]

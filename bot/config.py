@@ -72,6 +72,9 @@ class PublishConfig:
     gguf_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["gguf"]))
     torchao_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["torchao"]))
     quanto_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["quanto"]))
+    # Validation grid PNG in the repo cards (LCM sources with a VAE; engine.grid): one VAE
+    # decode per variant, seconds each on a CPU, so off unless asked for.
+    grid: bool = False
 
 
 @dataclass

@@ -17,6 +17,7 @@ from engine.convert import plan_variants
 from engine.errors import BadInput
 from engine.manifest import Manifest
 from engine.original import Provenance
+from engine.pipeline import convert_and_validate
 from engine.source import open_source
 
 log = logging.getLogger("unetbot.convert")
@@ -85,6 +86,7 @@ def run_convert(
     dry_run: bool = False,
     config_path: Path | None = None,
     validate: bool = True,
+    grid: bool = False,
 ) -> ConvertResult:
     if publish not in PUBLISH_MODES:
         raise BadInput(f"--publish must be one of {', '.join(PUBLISH_MODES)}, not {publish!r}")
@@ -92,7 +94,7 @@ def run_convert(
         from bot.workflow import run_hub_convert
 
         return run_hub_convert(
-            src, variants, out, revision, publish, dry_run, config_path, validate
+            src, variants, out, revision, publish, dry_run, config_path, validate, grid
         )
     result = ConvertResult(src, Path(out))
     source = open_source(Path(src))
@@ -111,13 +113,16 @@ def run_convert(
     result.planned = [v.name for v in plan_variants(source, variants)]
     if dry_run:
         return result
-    with stage_bar("convert") as hook:
-        result.manifest = engine_convert(Path(src), Path(out), variants, Provenance(), None, hook)
-    if validate:
-        from engine.validate import validate_manifest
-
-        with stage_bar("validate") as hook:
-            result.manifest = validate_manifest(Path(out), Path(src), progress=hook)
-        if result.failed():
-            result.exit_code = exit_codes.VALIDATION_FAILED
+    if not validate:
+        with stage_bar("convert") as hook:
+            result.manifest = engine_convert(
+                Path(src), Path(out), variants, Provenance(), None, hook
+            )
+        return result
+    with stage_bar("convert + validate") as hook:
+        result.manifest = convert_and_validate(
+            Path(src), Path(out), variants, progress=hook, grid=grid
+        )
+    if result.failed():
+        result.exit_code = exit_codes.VALIDATION_FAILED
     return result

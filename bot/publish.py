@@ -99,6 +99,8 @@ def plan_repo(
             uploads.append(Upload(f.path, out_dir / f.path))
     if target.kind == "gguf":
         uploads.append(Upload("unet/config.json", source_root / "unet" / "config.json"))
+    if manifest.grid:
+        uploads.append(Upload(manifest.grid, out_dir / manifest.grid))
     for licence in ctx.licence_files:
         uploads.append(Upload(licence, source_root / licence))
     subset = Manifest(source=manifest.source, artifacts=artifacts)

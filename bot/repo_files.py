@@ -40,16 +40,17 @@ def has_pickle_only(files: Mapping[str, int], component: str) -> bool:
     )
 
 
-def needed_files(files: Mapping[str, int], full: bool) -> list[str]:
-    """Small files plus the weights of unet (and vae + text_encoder when `full`)."""
+def needed_files(files: Mapping[str, int], full: bool, vae: bool = False) -> list[str]:
+    """Small files plus the weights of unet (and vae + text_encoder when `full`, the vae alone
+    when `vae`: the validation grid decodes with it)."""
     wanted = [p for p in ("model_index.json", "unet/config.json") if p in files]
     wanted += [p for p in LICENSE_NAMES if p in files]
     wanted += weight_files(files, "unet") or []
-    if full:
-        for component in ("vae", "text_encoder"):
-            weights = weight_files(files, component)
-            if weights and f"{component}/config.json" in files:
-                wanted += [f"{component}/config.json", *weights]
+    components = ("vae", "text_encoder") if full else ("vae",) if vae else ()
+    for component in components:
+        weights = weight_files(files, component)
+        if weights and f"{component}/config.json" in files:
+            wanted += [f"{component}/config.json", *weights]
     return wanted
 
 

@@ -25,8 +25,8 @@ from bot.state import Target, bot_prs, target_done, target_repo
 from engine.convert import convert as engine_convert
 from engine.errors import BadInput
 from engine.original import Provenance
+from engine.pipeline import convert_and_validate
 from engine.source import LICENSE_NAMES
-from engine.validate import validate_manifest
 from engine.variants import VARIANTS
 
 log = logging.getLogger("unetbot.workflow")
@@ -107,8 +107,10 @@ def _card_context(candidate: Candidate, endpoint: str) -> CardContext:
     )
 
 
-def _download(hub: Hub, candidate: Candidate, full: bool, budget_bytes: int) -> Path:
-    patterns = needed_files(candidate.files, full)
+def _download(
+    hub: Hub, candidate: Candidate, full: bool, budget_bytes: int, vae: bool = False
+) -> Path:
+    patterns = needed_files(candidate.files, full, vae)
     size = bytes_matching(candidate.files, patterns)
     if size > budget_bytes:
         raise HubError(f"{candidate.repo_id}: {size / 1e9:.2f} GB exceeds the download budget")
@@ -134,6 +136,7 @@ def run_hub_convert(
     dry_run: bool,
     config_path: Path | None,
     validate: bool,
+    grid: bool = False,
 ) -> ConvertResult:
     settings = load_settings()
     config = load_config(config_path or settings.config_path)
@@ -168,18 +171,21 @@ def run_hub_convert(
     if dry_run or not chosen:
         return result
     full = any(VARIANTS[v].needs_full_pipeline for v in chosen)
-    snapshot = _download(hub, candidate, full, config.budget.max_download_bytes)
+    grid = (grid or config.publish.grid) and candidate.kind == "sd15-lcm"  # see engine.grid
+    snapshot = _download(hub, candidate, full, config.budget.max_download_bytes, vae=grid)
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)  # a rerun starts clean: no stale artifact can slip into a publish
     stem = src.split("/")[-1]
-    with stage_bar("convert") as hook:
-        result.manifest = engine_convert(
-            snapshot, out, chosen, Provenance(src, candidate.sha), stem, hook
-        )
+    provenance = Provenance(src, candidate.sha)
     if validate:
-        with stage_bar("validate") as hook:
-            result.manifest = validate_manifest(out, snapshot, progress=hook)
+        with stage_bar("convert + validate") as hook:
+            result.manifest = convert_and_validate(
+                snapshot, out, chosen, provenance, stem, hook, grid
+            )
+    else:
+        with stage_bar("convert") as hook:
+            result.manifest = engine_convert(snapshot, out, chosen, provenance, stem, hook)
     if result.failed():
         result.exit_code = exit_codes.VALIDATION_FAILED
     ctx = _card_context(candidate, settings.endpoint)

@@ -63,6 +63,27 @@ def test_repo_card_parses_and_carries_provenance():
     assert "| 182 | 505 |" in text
 
 
+def test_validation_grid_is_shown_and_uploaded_only_when_made(tmp_path):
+    from bot.publish import plan_repo
+    from bot.state import Target
+
+    artifacts = [_artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0")]
+    for name in ("m-Q8_0.gguf", "validation-grid.png", "LICENSE"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text("{}")
+    target = Target("gguf", "bot/m-GGUF")
+    for grid in ("", "validation-grid.png"):
+        manifest = Manifest(source={}, artifacts=artifacts, grid=grid)
+        text = render_repo_card(_ctx(), "gguf", "bot/m-GGUF", manifest, artifacts)
+        plan = plan_repo(None, _ctx(), target, tmp_path, manifest, artifacts, tmp_path)
+        uploads = {u.path_in_repo for u in plan.uploads}
+        assert ("![validation grid" in text) == bool(grid)
+        assert ("validation-grid.png" in uploads) == bool(grid)
+        if grid:
+            assert "](validation-grid.png)" in text
+
+
 def test_source_text_is_escaped_everywhere():
     ctx = _ctx(EVIL, licence=EVIL)
     artifacts = [_artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0")]

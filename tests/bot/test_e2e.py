@@ -227,3 +227,30 @@ def test_convert_refuses_with_documented_exit_code(seeded_hub, tmp_path, repo, c
     assert proc.returncode == code, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_grid_is_published_with_the_repo_card(seeded_hub, tmp_path):
+    """--grid on an LCM pipeline with a VAE: the PNG lands in the new repo and its card shows it."""
+    from bot.seed import _card as seed_card
+    from bot.seed import _upload
+    from engine.synthetic import write_pipeline_folder
+
+    api = seeded_hub.owner_api()
+    folder = write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny")
+    (folder / "README.md").write_text(seed_card("creativeml-openrail-m", ["diffusers", "lcm"]))
+    _upload(api, "alice/tiny-lcm-pipeline", folder)
+    result = run_hub_convert(
+        "alice/tiny-lcm-pipeline",
+        "gguf-q8_0",
+        tmp_path / "out",
+        None,
+        "repo",
+        False,
+        seeded_hub.config_path,
+        True,
+        grid=True,
+    )
+    assert result.exit_code == 0, result.summary()
+    repo = "unetbot/tiny-lcm-pipeline-GGUF"
+    assert "validation-grid.png" in set(api.list_repo_files(repo))
+    assert "](validation-grid.png)" in _card(seeded_hub, repo).text
