@@ -99,16 +99,11 @@ def test_demo_scenario_publishes_once_and_explains_every_skip(seeded_hub, tmp_pa
     assert commits_before == {r: _commits(api, r) for r in commits_before}
 
 
-def _convert(seeded_hub, repo: str, publish: str, out: Path, **kwargs):
+def _convert(
+    seeded_hub, repo: str, publish: str, out: Path, variants: str = "auto", grid: bool = False
+):
     return run_hub_convert(
-        repo,
-        kwargs.pop("variants", "auto"),
-        out,
-        None,
-        publish,
-        False,
-        seeded_hub.config_path,
-        True,
+        repo, variants, out, None, publish, False, seeded_hub.config_path, True, grid
     )
 
 
@@ -239,16 +234,8 @@ def test_grid_is_published_with_the_repo_card(seeded_hub, tmp_path):
     folder = write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny")
     (folder / "README.md").write_text(seed_card("creativeml-openrail-m", ["diffusers", "lcm"]))
     _upload(api, "alice/tiny-lcm-pipeline", folder)
-    result = run_hub_convert(
-        "alice/tiny-lcm-pipeline",
-        "gguf-q8_0",
-        tmp_path / "out",
-        None,
-        "repo",
-        False,
-        seeded_hub.config_path,
-        True,
-        grid=True,
+    result = _convert(
+        seeded_hub, "alice/tiny-lcm-pipeline", "repo", tmp_path / "out", "gguf-q8_0", grid=True
     )
     assert result.exit_code == 0, result.summary()
     repo = "unetbot/tiny-lcm-pipeline-GGUF"
