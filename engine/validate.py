@@ -489,9 +489,10 @@ def write_validation_grid(ctx: Context, manifest: Manifest) -> None:
     source's VAE, in one PNG recorded as `manifest.grid` (engine.grid says why and when)."""
     from engine.grid import GRID_NAME, SOURCE_LABEL, GridColumn, write_grid
 
-    if not ctx.grid or ctx.source.vae is None or not ctx.samples or ctx._reference is None:
+    if not ctx.grid or ctx.source.vae is None or not ctx.samples:
         return
-    columns = [GridColumn(SOURCE_LABEL, ctx._reference.sampled)]
+    # samples only exist after output checks, which computed (and cached) the reference
+    columns = [GridColumn(SOURCE_LABEL, ctx.reference().sampled)]
     columns += [
         GridColumn(a.variant, ctx.samples[a.variant])
         for a in manifest.artifacts
