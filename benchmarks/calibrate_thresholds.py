@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.diffusers_quant import DIFFUSERS_QUANT_VARIANTS
+from engine.diffusers_quant import SCHEMES
 from engine.variants import GGUF_TYPES
 
-VARIANTS = [f"gguf-{t.lower()}" for t in GGUF_TYPES] + list(DIFFUSERS_QUANT_VARIANTS)
+VARIANTS = [f"gguf-{t.lower()}" for t in GGUF_TYPES] + list(SCHEMES)
 
 
 def measure(root: Path, out: Path) -> dict[str, dict]:

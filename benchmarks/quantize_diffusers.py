@@ -63,7 +63,7 @@ def _metrics(out: Path, ref: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    from engine.diffusers_quant import DIFFUSERS_QUANT_VARIANTS
+    from engine.diffusers_quant import SCHEMES
 
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         base = Path(tmp)
@@ -80,7 +80,7 @@ def main() -> None:
                 "load_rss_mb": f"{source['peak_rss_mb']:.0f}",
             }
         ]
-        for variant in DIFFUSERS_QUANT_VARIANTS:
+        for variant in SCHEMES:
             folder = base / variant
             code = QUANTIZE.format(src=str(unet), out=str(folder), variant=variant)
             quant = measure(python_cmd(code))

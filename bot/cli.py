@@ -50,8 +50,8 @@ def variants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             "format": v.format,
             "loads_with": list(v.consumers),
             "expected_size_vs_fp16_unet": v.size_vs_fp16_unet,
-            "needs_vae_and_text_encoder": v.needs_full_pipeline,
-            "published_to": v.target,
+            "needs_vae_and_text_encoder": v.full_checkpoint,
+            "published_to": v.target.key,
             "description": v.description,
         }
         for v in VARIANTS.values()

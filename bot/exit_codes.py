@@ -1,19 +1,15 @@
-"""Exit codes of `bot`, in one place (documented in README.md)."""
+"""Exit codes of `bot`: re-exported from engine.errors (the one place they are defined)."""
 
 from __future__ import annotations
 
-from engine.errors import UnetbotError
+from engine.errors import ExitCode, exit_code_for
 
-OK = 0
-INTERNAL_ERROR = 1
-BAD_INPUT = 2
-UNSUPPORTED = 3
-VALIDATION_FAILED = 4
-HUB_ERROR = 5
-POLICY_SKIPPED = 6
+OK = ExitCode.OK
+INTERNAL_ERROR = ExitCode.INTERNAL_ERROR
+BAD_INPUT = ExitCode.BAD_INPUT
+UNSUPPORTED = ExitCode.UNSUPPORTED
+VALIDATION_FAILED = ExitCode.VALIDATION_FAILED
+HUB_ERROR = ExitCode.HUB_ERROR
+POLICY_SKIPPED = ExitCode.POLICY_SKIPPED
 
-
-def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, UnetbotError):
-        return exc.exit_code
-    return INTERNAL_ERROR
+__all__ = ["ExitCode", "exit_code_for"]

@@ -19,21 +19,11 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from bot.settings import Settings
-from engine.errors import UnetbotError
+from engine.errors import BudgetExhausted, HubError
 
 log = logging.getLogger("unetbot.hub.client")
 T = TypeVar("T")
 RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-class HubError(UnetbotError):
-    """The Hub refused or failed after retries (auth, rate limit, outage)."""
-
-    exit_code = 5
-
-
-class BudgetExhausted(HubError):
-    """The run's Hub call or time budget is spent; the rest waits for the next run."""
 
 
 def hub_for(settings: Settings, budget_calls: int, budget_minutes: float | None) -> Hub:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 
-from engine.source import LICENSE_NAMES
+from engine.source import LICENSE_NAMES, PICKLE_SUFFIXES
 
 _STEMS = {
     "unet": "diffusion_pytorch_model",
     "vae": "diffusion_pytorch_model",
     "text_encoder": "model",
 }
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 
 
 def weight_files(files: Mapping[str, int], component: str) -> list[str] | None:

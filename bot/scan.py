@@ -112,7 +112,7 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
         candidate.refusal = "bad_input"
         return candidate
     classification = classify_unet(unet_config)
-    candidate.kind = classification.kind
+    candidate.kind = classification.kind.value
     if not classification.supported:
         candidate.reason = classification.reason
         candidate.refusal = "unsupported"

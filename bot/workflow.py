@@ -67,7 +67,7 @@ def choose_variants(
         for v in dict.fromkeys(wanted)
         if candidate.has_full_pipeline or not VARIANTS[v].needs_full_pipeline
     ]
-    return {k: [v for v in usable if VARIANTS[v].target == k] for k in kinds}
+    return {k: [v for v in usable if VARIANTS[v].target.key == k] for k in kinds}
 
 
 def pending_targets(

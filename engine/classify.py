@@ -10,8 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
-SUPPORTED_KINDS = ("sd15", "sd15-inpaint", "sd15-lcm")
+
+class ModelKind(StrEnum):
+    """What a UNet is; the string value is what manifests, cards and metadata record."""
+
+    SD15 = "sd15"
+    SD15_INPAINT = "sd15-inpaint"
+    SD15_LCM = "sd15-lcm"
+    UNSUPPORTED = "unsupported"
+
+
+SUPPORTED_KINDS = (ModelKind.SD15, ModelKind.SD15_INPAINT, ModelKind.SD15_LCM)
 _DOWN_TYPES = {"CrossAttnDownBlock2D", "DownBlock2D"}
 _UP_TYPES = {"CrossAttnUpBlock2D", "UpBlock2D"}
 # Config fields that add modules the SD1.5 key map has no place for; each names a family.
@@ -26,16 +37,21 @@ _FOREIGN_FIELDS = {
 
 @dataclass(frozen=True)
 class Classification:
-    kind: str  # one of SUPPORTED_KINDS or "unsupported"
+    kind: ModelKind
     reason: str
 
     @property
     def supported(self) -> bool:
         return self.kind in SUPPORTED_KINDS
 
+    @property
+    def is_lcm(self) -> bool:
+        """An LCM-distilled UNet: carries the guidance embedding `cond_proj`."""
+        return self.kind is ModelKind.SD15_LCM
+
 
 def _unsupported(reason: str) -> Classification:
-    return Classification("unsupported", reason)
+    return Classification(ModelKind.UNSUPPORTED, reason)
 
 
 def classify_unet(
@@ -79,15 +95,16 @@ def classify_unet(
         return _unsupported("an inpainting LCM UNet is not a supported kind")
     if in_ch not in (4, 9):
         return _unsupported(f"in_channels {in_ch} (SD1.5 has 4, inpainting 9)")
-    kind = "sd15-inpaint" if in_ch == 9 else "sd15-lcm" if lcm else "sd15"
+    kind = ModelKind.SD15_INPAINT if in_ch == 9 else ModelKind.SD15_LCM if lcm else ModelKind.SD15
     if weight_shapes is not None:
         mismatch = _check_weights(config, weight_shapes, lcm)
         if mismatch:
             return _unsupported(mismatch)
+    cond_dim = config.get("time_cond_proj_dim")
     reasons = {
-        "sd15": f"SD1.5 UNet (cross_attention_dim {cross})",
-        "sd15-inpaint": "SD1.5 inpainting UNet (9 input channels)",
-        "sd15-lcm": f"SD1.5 LCM UNet (time_cond_proj_dim {config.get('time_cond_proj_dim')})",
+        ModelKind.SD15: f"SD1.5 UNet (cross_attention_dim {cross})",
+        ModelKind.SD15_INPAINT: "SD1.5 inpainting UNet (9 input channels)",
+        ModelKind.SD15_LCM: f"SD1.5 LCM UNet (time_cond_proj_dim {cond_dim})",
     }
     return Classification(kind, reasons[kind])
 

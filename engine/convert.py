@@ -48,8 +48,8 @@ def plan_variants(source: Source, spec: str | list[str]) -> list[Variant]:
         raise UnsupportedArchitecture(
             f"{source.unet.folder}: {source.classification.reason}; refusing to convert"
         )
-    variants = resolve_variants(spec, source)
-    missing = [v.name for v in variants if v.needs_full_pipeline and not source.has_full_pipeline]
+    variants = resolve_variants(spec, source.has_full_pipeline)
+    missing = [v.name for v in variants if v.full_checkpoint and not source.has_full_pipeline]
     if missing:
         raise BadInput(
             f"{source.root}: {', '.join(missing)} need vae/ and text_encoder/ safetensors"
@@ -93,7 +93,7 @@ def write_variant(run: Run, variant: Variant, earlier: dict) -> Artifact:
     `earlier` maps variant names to what this run already wrote, for writers that reuse it (a
     full GGUF copies the UNet tensors of the UNet-only GGUF of its type)."""
     started = time.perf_counter()
-    written = variant.writer(run.source, run.out_dir, run.stem, run.provenance, earlier)
+    written = variant.write(run.source, run.out_dir, run.stem, run.provenance, earlier)
     earlier[variant.name] = written
     files = describe_files(run.out_dir, written.files)
     main = next(f for f in files if f.path == str(written.main.relative_to(run.out_dir)))

@@ -45,6 +45,7 @@ from engine.errors import (
     PickleRefused,
     ValidationFailed,
 )
+from engine.source import PICKLE_SUFFIXES
 
 if TYPE_CHECKING:
     import torch
@@ -52,14 +53,60 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("unetbot.engine")
 
-DIFFUSERS_QUANT_VARIANTS = ("torchao-int8wo", "quanto-int8", "quanto-float8")
 LOAD_DTYPE = "float32"
 
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
-_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 _HALF_DTYPES = {"F16": "float16", "BF16": "bfloat16"}
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 _MAX_HEADER = 100_000_000
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """One diffusers quantization: which backend, which weight type, and the folder name.
+
+    The variant registry (engine.variants) carries one of these per diffusers-quantized
+    variant; nothing here reads meaning out of a variant's name."""
+
+    name: str  # the variant name; also the output folder's name
+    method: str  # diffusers' `quant_method`: "torchao" | "quanto"
+    weights_dtype: str  # torchao: "int8" (weight-only); quanto: "int8" | "float8"
+
+    def quantization_config(self):
+        from diffusers import QuantoConfig, TorchAoConfig
+
+        if self.method == "torchao":
+            from torchao.quantization import Int8WeightOnlyConfig
+
+            return TorchAoConfig(Int8WeightOnlyConfig())
+        with _quiet_known_warnings():
+            return QuantoConfig(weights_dtype=self.weights_dtype)
+
+    def matches(self, quantization_config: dict) -> bool:
+        """Whether a saved `quantization_config` (config.json) is this scheme."""
+        if quantization_config.get("quant_method") != self.method:
+            return False
+        return self.method != "quanto" or (
+            quantization_config.get("weights_dtype") == self.weights_dtype
+        )
+
+
+SCHEMES: dict[str, QuantScheme] = {
+    s.name: s
+    for s in (
+        QuantScheme("torchao-int8wo", "torchao", "int8"),
+        QuantScheme("quanto-int8", "quanto", "int8"),
+        QuantScheme("quanto-float8", "quanto", "float8"),
+    )
+}
+
+
+def scheme_for(scheme: QuantScheme | str) -> QuantScheme:
+    if isinstance(scheme, QuantScheme):
+        return scheme
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown variant {scheme!r}; diffusers quantizations: {list(SCHEMES)}")
+    return SCHEMES[scheme]
 
 
 @dataclass(frozen=True)
@@ -101,14 +148,9 @@ def _quiet_known_warnings() -> Iterator[None]:
         torchao_log.removeFilter(drop)
 
 
-def _check_variant(variant: str) -> None:
-    if variant not in DIFFUSERS_QUANT_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {DIFFUSERS_QUANT_VARIANTS}")
-
-
 def _refuse_or_missing(folder: Path) -> NoReturn:
     """No safetensors weights: name the pickle files if that is all there is, else the file."""
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise PickleRefused(
             f"{folder}: only pickle weights ({', '.join(pickles)}); "
@@ -156,17 +198,6 @@ def _stored_dtype(files: list[Path]) -> str:
     if len(floats) == 1 and next(iter(floats)) in _HALF_DTYPES:
         return _HALF_DTYPES[next(iter(floats))]
     return "float16"
-
-
-def _quant_config(variant: str):
-    from diffusers import QuantoConfig, TorchAoConfig
-
-    if variant == "torchao-int8wo":
-        from torchao.quantization import Int8WeightOnlyConfig
-
-        return TorchAoConfig(Int8WeightOnlyConfig())
-    with _quiet_known_warnings():
-        return QuantoConfig(weights_dtype=variant.removeprefix("quanto-"))
 
 
 def _leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -239,18 +270,21 @@ def _canonical_header(path: Path) -> None:
 
 
 def _fail_on_pickles(folder: Path) -> None:
-    pickles = [p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+    pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if pickles:
         raise ValidationFailed(f"{folder}: diffusers wrote pickle weights {pickles}; refusing")
 
 
-def quantize_unet(unet_dir: Path, out_folder: Path, variant: str) -> DiffusersQuantResult:
+def quantize_unet(
+    unet_dir: Path, out_folder: Path, scheme: QuantScheme | str
+) -> DiffusersQuantResult:
     """Quantize a diffusers `unet/` folder with diffusers' quantizer into `out_folder`.
 
     Written into a temp folder beside `out_folder` and renamed at the end, so a failure leaves
     nothing under the final name (an existing `out_folder` is replaced only on success).
     """
-    _check_variant(variant)
+    scheme = scheme_for(scheme)
+    variant = scheme.name
     unet_dir, out_folder = Path(unet_dir), Path(out_folder)
     files, file_variant = _source_files(unet_dir)
     source_bytes = sum(f.stat().st_size for f in files)
@@ -266,7 +300,7 @@ def quantize_unet(unet_dir: Path, out_folder: Path, variant: str) -> DiffusersQu
         with _quiet_known_warnings():
             model = UNet2DConditionModel.from_pretrained(
                 unet_dir,
-                quantization_config=_quant_config(variant),
+                quantization_config=scheme.quantization_config(),
                 torch_dtype=getattr(torch, stored),
                 use_safetensors=True,
                 variant=file_variant,
@@ -318,18 +352,14 @@ def quantize_unet(unet_dir: Path, out_folder: Path, variant: str) -> DiffusersQu
     )
 
 
-def _check_quant_config(folder: Path, variant: str) -> None:
-    """The folder must hold the variant asked for, not another quantization or none."""
+def _check_quant_config(folder: Path, scheme: QuantScheme) -> None:
+    """The folder must hold the quantization asked for, not another one or none."""
     config = folder / "config.json"
     if not config.is_file():
         raise MissingFile(f"{config}: config file not found")
     qc = json.loads(config.read_text()).get("quantization_config") or {}
-    method = qc.get("quant_method")
-    expected = "torchao" if variant.startswith("torchao") else "quanto"
-    if method != expected or (
-        expected == "quanto" and qc.get("weights_dtype") != variant.removeprefix("quanto-")
-    ):
-        raise ValidationFailed(f"{config}: quantization_config {qc} is not {variant}")
+    if not scheme.matches(qc):
+        raise ValidationFailed(f"{config}: quantization_config {qc} is not {scheme.name}")
     if not any(folder.glob("diffusion_pytorch_model*.safetensors")):
         _refuse_or_missing(folder)
 
@@ -351,15 +381,15 @@ def _rewrap_quanto(model: torch.nn.Module) -> None:
         module.weight = torch.nn.Parameter(rebuilt, requires_grad=False)
 
 
-def load_quantized_unet(folder: Path, variant: str) -> UNet2DConditionModel:
+def load_quantized_unet(folder: Path, scheme: QuantScheme | str) -> UNet2DConditionModel:
     """Load a folder written by `quantize_unet` on CPU in `LOAD_DTYPE`, in eval mode.
 
     Raises `ValidationFailed` if any tensor is left on `meta` (e.g. an LCM `cond_proj` the
     quantizer skipped), which would otherwise only fail at the first forward pass.
     """
-    _check_variant(variant)
+    scheme = scheme_for(scheme)
     folder = Path(folder)
-    _check_quant_config(folder, variant)
+    _check_quant_config(folder, scheme)
 
     import torch
     from diffusers import UNet2DConditionModel
@@ -368,7 +398,7 @@ def load_quantized_unet(folder: Path, variant: str) -> UNet2DConditionModel:
         model = UNet2DConditionModel.from_pretrained(
             folder, torch_dtype=getattr(torch, LOAD_DTYPE), use_safetensors=True
         )
-    if variant.startswith("quanto"):
+    if scheme.method == "quanto":
         _rewrap_quanto(model)
     bad = meta_tensor_names(model)
     if bad:

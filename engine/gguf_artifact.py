@@ -54,7 +54,7 @@ def write_gguf_artifact(
             else s
             for s in sources
         ]
-    lcm = source.classification.kind == "sd15-lcm"
+    lcm = source.classification.is_lcm
     metadata: dict[str, str | int] = {
         "general.name": Path(path).stem,
         "unetbot.version": __version__,

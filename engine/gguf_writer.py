@@ -43,14 +43,14 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from engine.errors import NonFiniteWeights
+from engine.fsio import atomic_output, copy_range
 from engine.gguf_quants import quantize
-from engine.safetensors_io import fsync_dir
+from engine.gguf_rules import ARCHITECTURE
+from engine.keymap import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
 
 logger = logging.getLogger("unetbot.engine")
 
-ARCHITECTURE = "sd1"
-UNET_PREFIX = "model.diffusion_model."
-_VAE_CLIP_PREFIXES = ("first_stage_model.", "cond_stage_model.")
+_VAE_CLIP_PREFIXES = (VAE_PREFIX, CLIP_PREFIX)
 # UNet modules that ComfyUI-GGUF's lcpp.patch (sd1) and sd.cpp ("embedding") never quantize.
 _TIME_EMBEDDINGS = ("time_embed.", "time_embedding.")
 _OTHER_EMBEDDINGS = ("label_emb.", "add_embedding.", "class_embedding.")
@@ -227,10 +227,6 @@ def _add_metadata(writer: gguf.GGUFWriter, metadata: Mapping[str, str | int]) ->
             raise TypeError(f"metadata {key!r}: only str and int values, got {type(value)}")
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def write_gguf(
     path: Path, sources: Sequence[GGUFSource], target: str, metadata: Mapping[str, str | int]
 ) -> GGUFReport:
@@ -242,37 +238,35 @@ def write_gguf(
     file_type = TARGETS[target][1]
     choices = [choose_type(s.name, tuple(s.shape), s.dtype, target) for s in sources]
 
-    tmp = _temp_path(path)
-    writer = gguf.GGUFWriter(path=None, arch=ARCHITECTURE)
-    try:
-        writer.add_file_type(int(file_type))
-        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        _add_metadata(writer, metadata)
-        for source, choice in zip(sources, choices, strict=True):
-            qtype = GGMLQuantizationType[choice.ggml_type]
-            shape = tuple(int(d) for d in source.shape)
-            nbytes = _nbytes(shape, choice.ggml_type)
-            if qtype in (GGMLQuantizationType.F16, GGMLQuantizationType.F32):
-                dtype = np.dtype(np.float16 if qtype == GGMLQuantizationType.F16 else np.float32)
-                writer.add_tensor_info(source.name, shape, dtype, nbytes)
-            else:
-                byte_shape = gguf.quant_shape_to_byte_shape(shape, qtype)
-                writer.add_tensor_info(source.name, byte_shape, np.dtype(np.uint8), nbytes, qtype)
-        writer.write_header_to_file(path=tmp)
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        assert writer.fout is not None
-        out = writer.fout[0]
-        out.flush()
-        _write_data(out.fileno(), out.tell(), writer.data_alignment, sources, choices)
-        os.fsync(out.fileno())
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_output(path) as tmp:
+        writer = gguf.GGUFWriter(path=None, arch=ARCHITECTURE)
+        try:
+            writer.add_file_type(int(file_type))
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+            _add_metadata(writer, metadata)
+            for source, choice in zip(sources, choices, strict=True):
+                qtype = GGMLQuantizationType[choice.ggml_type]
+                shape = tuple(int(d) for d in source.shape)
+                nbytes = _nbytes(shape, choice.ggml_type)
+                if qtype in (GGMLQuantizationType.F16, GGMLQuantizationType.F32):
+                    dtype = np.dtype(
+                        np.float16 if qtype == GGMLQuantizationType.F16 else np.float32
+                    )
+                    writer.add_tensor_info(source.name, shape, dtype, nbytes)
+                else:
+                    byte_shape = gguf.quant_shape_to_byte_shape(shape, qtype)
+                    writer.add_tensor_info(
+                        source.name, byte_shape, np.dtype(np.uint8), nbytes, qtype
+                    )
+            writer.write_header_to_file(path=tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            assert writer.fout is not None
+            out = writer.fout[0]
+            out.flush()
+            _write_data(out.fileno(), out.tell(), writer.data_alignment, sources, choices)
+        finally:
+            writer.close()
 
     kept = Counter({"F16": 0, "F32": 0})
     kept.update(c.ggml_type for c in choices if c.ggml_type in ("F16", "F32"))
@@ -334,13 +328,7 @@ class _DataWriter:
     def copy(self, raw: _RawCopy) -> None:
         """Append bytes of another file without passing them through user space."""
         self.pad()
-        with open(raw.path, "rb") as src:
-            done = 0
-            while done < raw.nbytes:
-                n = os.copy_file_range(src.fileno(), self.fd, raw.nbytes - done, raw.offset + done)
-                if n == 0:
-                    raise OSError(f"{raw.path}: ended before {raw.nbytes} bytes at {raw.offset}")
-                done += n
+        copy_range(raw.path, raw.offset, raw.nbytes, self.fd)
         self.offset += raw.nbytes
         self.unsynced += raw.nbytes
         self._writeback()

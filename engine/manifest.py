@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine import __version__
 from engine.errors import BadInput
+from engine.fsio import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -66,13 +66,7 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
     def save(self, folder: Path) -> Path:
-        path = Path(folder) / MANIFEST_NAME
-        tmp = path.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
-        tmp.write_text(self.to_json())
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return atomic_write_bytes(Path(folder) / MANIFEST_NAME, self.to_json().encode())
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:

@@ -51,7 +51,7 @@ def _map_component(component: Component, keymap: KeyMap, dtype: str | None) -> l
 
 
 def original_metadata(source: Source, provenance: Provenance, full: bool) -> dict[str, str]:
-    lcm = source.classification.kind == "sd15-lcm"
+    lcm = source.classification.is_lcm
     return {
         "format": "pt",
         "unetbot.format": FORMAT_ORIGINAL,

@@ -15,14 +15,14 @@ import math
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import BadSafetensorsHeader, MissingFile, TruncatedFile
+from engine.fsio import atomic_output, copy_range
 
 # Bytes per element of every safetensors dtype.
 DTYPE_SIZES: dict[str, int] = {
@@ -44,7 +44,6 @@ DTYPE_SIZES: dict[str, int] = {
 }
 FLOAT_DTYPES = ("F16", "BF16", "F32")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
-_COPY_CHUNK = 64 * 1024 * 1024
 _FLUSH_EVERY = 256 * 1024 * 1024  # start writeback after each such slice
 
 
@@ -205,38 +204,6 @@ def encode_header(tensors: Sequence[OutputTensor], metadata: dict[str, str]) -> 
     return struct.pack("<Q", len(raw)) + raw
 
 
-@contextmanager
-def atomic_output(final_path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `final_path`; fsync + rename on success, delete on failure."""
-    final_path = Path(final_path)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final_path.with_name(f".{final_path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final_path)
-        fsync_dir(final_path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX: fsync the directory). Some filesystems refuse fsync on a
-    directory; the file's own data is already fsynced then, so that is not an error."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_safetensors(
     out_path: Path, tensors: Sequence[OutputTensor], metadata: dict[str, str]
 ) -> None:
@@ -293,7 +260,7 @@ class _BackgroundFlush:
         self.fd = fd
         self.thread: threading.Thread | None = None
 
-    def poke(self) -> None:
+    def poke(self, _copied: int = 0) -> None:
         if self.thread is None or not self.thread.is_alive():
             self.thread = threading.Thread(target=self._sync, daemon=True)
             self.thread.start()
@@ -308,39 +275,13 @@ class _BackgroundFlush:
 
 
 def _copy_range(src_path: Path, offset: int, length: int, dst) -> None:
-    """Copy bytes in the kernel when possible (copy_file_range), else through a buffer."""
+    """Append a byte range of `src_path` to the open file `dst`, starting writeback as it goes."""
     flush = _BackgroundFlush(dst.fileno())
     try:
-        _copy_range_flushing(src_path, offset, length, dst, flush)
+        copy_range(src_path, offset, length, dst.fileno(), _FLUSH_EVERY, flush.poke)
     finally:
         flush.join()
-
-
-def _copy_range_flushing(src_path: Path, offset: int, length: int, dst, flush) -> None:
-    with open(src_path, "rb") as src:
-        remaining, src_off = length, offset
-        if hasattr(os, "copy_file_range"):
-            try:
-                while remaining:
-                    n = os.copy_file_range(
-                        src.fileno(), dst.fileno(), min(remaining, _FLUSH_EVERY), src_off
-                    )
-                    if n == 0:
-                        raise TruncatedFile(f"{src_path}: ended {remaining} bytes early")
-                    remaining -= n
-                    src_off += n
-                    flush.poke()
-                dst.seek(0, os.SEEK_END)
-                return
-            except OSError:
-                pass  # e.g. EXDEV on old kernels: fall back to the buffered copy below
-        src.seek(src_off)
-        while remaining:
-            chunk = src.read(min(remaining, _COPY_CHUNK))
-            if not chunk:
-                raise TruncatedFile(f"{src_path}: ended {remaining} bytes early")
-            dst.write(chunk)
-            remaining -= len(chunk)
+    dst.seek(0, os.SEEK_END)  # the copy moved the descriptor; keep the file object in step
 
 
 def read_tensor_bytes(header: SafetensorsHeader, spec: TensorSpec) -> bytes:

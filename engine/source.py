@@ -14,7 +14,8 @@ from engine.classify import Classification, classify_unet
 from engine.errors import BadInput, MissingFile, PickleRefused
 from engine.safetensors_io import SafetensorsHeader, TensorSpec, read_header, read_index
 
-_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+# Pickle weight files: refused from their names alone, never opened.
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 LICENSE_NAMES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "LICENCE.md", "LICENSE.rtf")
 
 
@@ -82,7 +83,7 @@ def _weight_files(folder: Path, stem: str) -> list[Path]:
         index = folder / f"{name}.index.json"
         if index.is_file():
             return read_index(index)
-    pickles = sorted(p.name for p in folder.glob("*") if p.suffix in _PICKLE_SUFFIXES)
+    pickles = sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise PickleRefused(
             f"{folder}: only pickle weights ({', '.join(pickles)}); unetbot never unpickles "

@@ -411,7 +411,11 @@ def validate_diffusers_quant(artifact: Artifact, ctx: Context) -> dict:
     from engine.diffusers_quant import load_quantized_unet
 
     folder = ctx.out_dir / artifact.details.get("folder", artifact.variant)
-    model = load_quantized_unet(folder, artifact.variant)
+    from engine.variants import variant
+
+    scheme = variant(artifact.variant).quant_scheme
+    assert scheme is not None
+    model = load_quantized_unet(folder, scheme)
     problems: list[str] = []
     metrics = _output_checks(model, ctx, artifact.variant, THRESHOLDS[artifact.variant], problems)
     del model
@@ -443,11 +447,9 @@ def _result(problems: list[str], metrics: dict, checks: list[str]) -> dict:
 
 
 def _validator(artifact: Artifact):
-    if artifact.variant in ("original", "original-full"):
-        return validate_original
-    if artifact.variant.startswith("gguf-"):
-        return validate_gguf
-    return validate_diffusers_quant
+    from engine.variants import variant
+
+    return variant(artifact.variant).validate
 
 
 def _hash_problems(artifact: Artifact, out_dir: Path) -> list[str]:
@@ -505,7 +507,9 @@ def write_validation_grid(ctx: Context, manifest: Manifest) -> None:
 
 def needs_reference(variants: Iterable[str]) -> bool:
     """Whether any of these variants is checked against the fp32 reference outputs."""
-    return any(not name.startswith("original") for name in variants)
+    from engine.variants import VARIANTS
+
+    return any(VARIANTS[name].threshold is not None for name in variants)
 
 
 def validate_manifest(

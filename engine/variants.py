@@ -1,21 +1,70 @@
 """The variant registry: one entry per artifact kind unetbot can produce.
 
-Each variant is data (name, format, who loads it, expected size) plus the function that writes it,
-so `bot variants` lists them, `--variants all` expands them, and adding a variant is adding one
-entry (the way gguf-py registers one class per quantization type).
+Each variant is data (name, format, who loads it, expected size, where it is published, its
+thresholds) plus the functions that write and validate it, so `bot variants` lists them,
+`--variants all` expands them, cards pick their sections from `family`, and adding a variant is
+adding one entry (the way gguf-py registers one class per quantization type). No code outside
+this module reads meaning out of a variant's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from engine.diffusers_quant import SCHEMES, QuantScheme
 from engine.errors import BadInput
 from engine.original import Provenance, write_original
-from engine.source import Source
+from engine.thresholds import THRESHOLDS, Threshold
+
+if TYPE_CHECKING:
+    from engine.manifest import Artifact
+    from engine.source import Source
 
 GGUF_TYPES = ("F16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1")
+
+
+class Family(Enum):
+    """How an artifact is laid out, which decides its card section and its validator."""
+
+    ORIGINAL = "original single file"
+    GGUF = "GGUF"
+    DIFFUSERS_QUANT = "diffusers quantized folder"
+
+
+class PublishTarget(Enum):
+    """Where a variant is published: a PR on the source repo, or a repo of the bot's own.
+
+    Each member carries its config key, the suffix of its repo name, the card title and the
+    `library_name` its card declares (which picks the Hub's usage snippet)."""
+
+    PR = ("pr", "", "original-format files", "diffusers")
+    GGUF = ("gguf", "-GGUF", "GGUF", "gguf")
+    TORCHAO = ("torchao", "-torchao-int8", "TorchAO int8", "diffusers")
+    QUANTO = ("quanto", "-quanto", "Quanto", "diffusers")
+
+    def __init__(self, key: str, repo_suffix: str, title: str, library: str) -> None:
+        self.key = key
+        self.repo_suffix = repo_suffix
+        self.title = title
+        self.library = library
+
+    @property
+    def is_pr(self) -> bool:
+        return self is PublishTarget.PR
+
+    @classmethod
+    def from_key(cls, key: str) -> PublishTarget:
+        for target in cls:
+            if target.key == key:
+                return target
+        raise BadInput(f"unknown publish target {key!r}; known: {[t.key for t in cls]}")
+
+
+REPO_TARGETS = (PublishTarget.GGUF, PublishTarget.TORCHAO, PublishTarget.QUANTO)
 
 
 @dataclass(frozen=True)
@@ -27,8 +76,10 @@ class Written:
     details: dict = field(default_factory=dict)
 
 
-# (source, out_dir, stem, provenance, what earlier variants of this run wrote) -> Written
-Writer = Callable[[Source, Path, str, Provenance, dict[str, "Written"]], Written]
+# (variant, source, out_dir, stem, provenance, what earlier variants of this run wrote)
+Writer = Callable[["Variant", "Source", Path, str, Provenance, dict[str, Written]], Written]
+# (variant, artifact, validation context) -> validation result
+Validator = Callable[["Variant", "Artifact", Any], Any]
 
 
 @dataclass(frozen=True)
@@ -38,171 +89,231 @@ class Variant:
     consumers: tuple[str, ...]
     description: str
     size_vs_fp16_unet: float  # expected output bytes / fp16 UNet bytes (full: plus VAE + CLIP)
-    needs_full_pipeline: bool
-    target: str  # which repo it is published to: "pr" (source repo), "gguf", "torchao", "quanto"
-    writer: Writer
+    family: Family
+    target: PublishTarget
+    writer: Writer = field(repr=False)
+    validator: Validator = field(repr=False)
+    # UNet + VAE + CLIP in one file: the source needs vae/ and text_encoder/
+    full_checkpoint: bool = False
+    gguf_type: str | None = None  # GGUF variants: the type of the quantized Linear weights
+    quant_scheme: QuantScheme | None = None  # diffusers-quantized variants
+    # Output metrics bounds; None: no quantization, every tensor must equal the source's
+    threshold: Threshold | None = None
     # The writer holds a whole model in memory (GBs: diffusers quantization). Such writers run
     # before validation starts, never beside it; streaming writers (~100 MB) overlap with it.
     loads_model: bool = False
 
+    @property
+    def needs_full_pipeline(self) -> bool:
+        return self.full_checkpoint
 
-def _original(full: bool) -> Writer:
+    @property
+    def lossless(self) -> bool:
+        """No quantization: the file holds the source's tensors (bytes, or a float cast)."""
+        return self.threshold is None or self.gguf_type == "F16"
+
     def write(
-        source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
+        self, source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
     ) -> Written:
-        name = f"{stem}.safetensors" if full else f"{stem}.unet.safetensors"
-        path = write_original(source, out_dir / name, full=full, provenance=provenance)
-        return Written(path, [path], {"lcm_cond_proj": source.classification.kind == "sd15-lcm"})
+        return self.writer(self, source, out_dir, stem, provenance, earlier)
 
-    return write
-
-
-def _gguf(qtype: str, full: bool) -> Writer:
-    def write(
-        source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
-    ) -> Written:
-        from engine.gguf_artifact import write_gguf_artifact
-
-        suffix = f"full-{qtype}" if full else qtype
-        path = out_dir / f"{stem}-{suffix}.gguf"
-        # A full GGUF holds the same UNet tensors as this run's UNet-only GGUF of its type.
-        unet_gguf = earlier.get(f"gguf-{qtype.lower()}") if full else None
-        reuse = unet_gguf.main if unet_gguf is not None else None
-        report = write_gguf_artifact(source, path, qtype, full, provenance, reuse)
-        return Written(path, [path], report)
-
-    return write
+    def validate(self, artifact: Artifact, ctx: Any) -> Any:
+        return self.validator(self, artifact, ctx)
 
 
-def _diffusers_quant(variant: str) -> Writer:
-    def write(
-        source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
-    ) -> Written:
-        from engine.diffusers_quant import quantize_unet
+# ---------------------------------------------------------------- writers
 
-        result = quantize_unet(source.unet.folder, out_dir / variant, variant)
-        main = max(result.files, key=lambda p: p.stat().st_size)
-        return Written(
-            main,
-            list(result.files),
-            {
-                "load_dtype": result.load_dtype,
-                "quantized_linear": result.quantized_linear,
-                "kept_linear": result.kept_linear,
-                "folder": variant,
-            },
-        )
 
-    return write
+def _write_original(
+    variant: Variant, source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier
+) -> Written:
+    full = variant.full_checkpoint
+    name = f"{stem}.safetensors" if full else f"{stem}.unet.safetensors"
+    path = write_original(source, out_dir / name, full=full, provenance=provenance)
+    return Written(path, [path], {"lcm_cond_proj": source.classification.is_lcm})
 
+
+def _write_gguf(
+    variant: Variant, source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier
+) -> Written:
+    from engine.gguf_artifact import write_gguf_artifact
+
+    qtype, full = variant.gguf_type, variant.full_checkpoint
+    assert qtype is not None
+    path = out_dir / f"{stem}-{'full-' if full else ''}{qtype}.gguf"
+    # A full GGUF holds the same UNet tensors as this run's UNet-only GGUF of its type.
+    unet_gguf = next(
+        (
+            w
+            for name, w in earlier.items()
+            if VARIANTS[name].gguf_type == qtype and not VARIANTS[name].full_checkpoint
+        ),
+        None,
+    )
+    reuse = unet_gguf.main if full and unet_gguf is not None else None
+    report = write_gguf_artifact(source, path, qtype, full, provenance, reuse)
+    return Written(path, [path], report)
+
+
+def _write_diffusers_quant(
+    variant: Variant, source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier
+) -> Written:
+    from engine.diffusers_quant import quantize_unet
+
+    scheme = variant.quant_scheme
+    assert scheme is not None
+    result = quantize_unet(source.unet.folder, out_dir / scheme.name, scheme)
+    main = max(result.files, key=lambda p: p.stat().st_size)
+    return Written(
+        main,
+        list(result.files),
+        {
+            "load_dtype": result.load_dtype,
+            "quantized_linear": result.quantized_linear,
+            "kept_linear": result.kept_linear,
+            "folder": scheme.name,
+        },
+    )
+
+
+# ---------------------------------------------------------------- validators (lazy: torch)
+
+
+def _validate_original(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+    from engine.validate import validate_original
+
+    return validate_original(artifact, ctx)
+
+
+def _validate_gguf(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+    from engine.validate import validate_gguf
+
+    return validate_gguf(artifact, ctx)
+
+
+def _validate_diffusers_quant(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+    from engine.validate import validate_diffusers_quant
+
+    return validate_diffusers_quant(artifact, ctx)
+
+
+# ---------------------------------------------------------------- the registry
 
 _GGUF_CONSUMERS = ("ComfyUI-GGUF", "stable-diffusion.cpp", "diffusers (GGUFQuantizationConfig)")
 # Linear weights are ~31% of SD1.5's parameters; only they are quantized (bits per weight:
 # Q8_0 8.5, Q5_1 6, Q5_0 5.5, Q4_1 5, Q4_0 4.5), the rest stays F16.
 _GGUF_SIZE = {"F16": 1.0, "Q8_0": 0.85, "Q5_0": 0.79, "Q5_1": 0.8, "Q4_0": 0.77, "Q4_1": 0.78}
+_VAE_CLIP_SIZE = 0.24  # VAE + CLIP text encoder, relative to the fp16 UNet
+_DIFFUSERS_QUANT = {
+    "torchao-int8wo": ("TorchAO int8 weight-only", "int8 (TorchAO)", PublishTarget.TORCHAO),
+    "quanto-int8": ("Quanto qint8", "int8 (Quanto)", PublishTarget.QUANTO),
+    "quanto-float8": ("Quanto qfloat8", "float8 (Quanto)", PublishTarget.QUANTO),
+}
 
 
 def _registry() -> dict[str, Variant]:
-    variants = [
+    originals = [
         Variant(
             "original",
             "safetensors (original LDM keys)",
             ("diffusers from_single_file", "ComfyUI", "A1111/Forge"),
             "UNet alone in original (LDM) key names",
             1.0,
-            False,
-            "pr",
-            _original(False),
+            Family.ORIGINAL,
+            PublishTarget.PR,
+            _write_original,
+            _validate_original,
         ),
         Variant(
             "original-full",
             "safetensors (original LDM checkpoint)",
             ("diffusers from_single_file", "ComfyUI", "A1111/Forge", "stable-diffusion.cpp"),
             "UNet + VAE + CLIP text encoder in one original checkpoint",
-            1.24,
-            True,
-            "pr",
-            _original(True),
+            1.0 + _VAE_CLIP_SIZE,
+            Family.ORIGINAL,
+            PublishTarget.PR,
+            _write_original,
+            _validate_original,
+            full_checkpoint=True,
         ),
     ]
+    ggufs = []
     for qtype in GGUF_TYPES:
-        variants.append(
-            Variant(
-                f"gguf-{qtype.lower()}",
-                f"GGUF {qtype}",
-                _GGUF_CONSUMERS,
-                f"UNet GGUF, Linear weights {qtype}, the rest F16",
-                _GGUF_SIZE[qtype],
-                False,
-                "gguf",
-                _gguf(qtype, False),
+        for full in (False, True):
+            ggufs.append(
+                Variant(
+                    f"gguf-{'full-' if full else ''}{qtype.lower()}",
+                    f"GGUF {qtype}{' (full checkpoint)' if full else ''}",
+                    ("stable-diffusion.cpp", _GGUF_CONSUMERS[0]) if full else _GGUF_CONSUMERS,
+                    f"UNet {qtype} + VAE + CLIP (F16) in one GGUF, what stable-diffusion.cpp needs"
+                    if full
+                    else f"UNet GGUF, Linear weights {qtype}, the rest F16",
+                    _GGUF_SIZE[qtype] + (_VAE_CLIP_SIZE if full else 0.0),
+                    Family.GGUF,
+                    PublishTarget.GGUF,
+                    _write_gguf,
+                    _validate_gguf,
+                    full_checkpoint=full,
+                    gguf_type=qtype,
+                    threshold=THRESHOLDS[qtype],
+                )
             )
+    quants = [
+        Variant(
+            name,
+            f"diffusers folder ({label})",
+            (f"diffusers {'TorchAoConfig' if scheme.method == 'torchao' else 'QuantoConfig'}",),
+            f"Linear weights {weights}, the rest half precision",
+            0.85,
+            Family.DIFFUSERS_QUANT,
+            target,
+            _write_diffusers_quant,
+            _validate_diffusers_quant,
+            quant_scheme=scheme,
+            threshold=THRESHOLDS[name],
+            loads_model=True,
         )
-        variants.append(
-            Variant(
-                f"gguf-full-{qtype.lower()}",
-                f"GGUF {qtype} (full checkpoint)",
-                ("stable-diffusion.cpp", *_GGUF_CONSUMERS[:1]),
-                f"UNet {qtype} + VAE + CLIP (F16) in one GGUF, what stable-diffusion.cpp needs",
-                _GGUF_SIZE[qtype] + 0.24,
-                True,
-                "gguf",
-                _gguf(qtype, True),
-            )
-        )
-    variants += [
-        Variant(
-            "torchao-int8wo",
-            "diffusers folder (TorchAO int8 weight-only)",
-            ("diffusers TorchAoConfig",),
-            "Linear weights int8 (TorchAO), the rest half precision",
-            0.85,
-            False,
-            "torchao",
-            _diffusers_quant("torchao-int8wo"),
-            loads_model=True,
-        ),
-        Variant(
-            "quanto-int8",
-            "diffusers folder (Quanto qint8)",
-            ("diffusers QuantoConfig",),
-            "Linear weights int8 (Quanto), the rest half precision",
-            0.85,
-            False,
-            "quanto",
-            _diffusers_quant("quanto-int8"),
-            loads_model=True,
-        ),
-        Variant(
-            "quanto-float8",
-            "diffusers folder (Quanto qfloat8)",
-            ("diffusers QuantoConfig",),
-            "Linear weights float8 (Quanto), the rest half precision",
-            0.85,
-            False,
-            "quanto",
-            _diffusers_quant("quanto-float8"),
-            loads_model=True,
-        ),
+        for name, scheme in SCHEMES.items()
+        for label, weights, target in [_DIFFUSERS_QUANT[name]]
     ]
-    return {v.name: v for v in variants}
+    # Order: originals, UNet-only GGUFs, full GGUFs (a full GGUF reuses the UNet-only GGUF of its
+    # type when both run), diffusers folders.
+    ordered = originals + [v for v in ggufs if not v.full_checkpoint]
+    ordered += [v for v in ggufs if v.full_checkpoint] + quants
+    return {v.name: v for v in ordered}
 
 
 VARIANTS: dict[str, Variant] = _registry()
 
 
-def resolve_variants(spec: str | list[str], source: Source | None = None) -> list[Variant]:
-    """Expand a comma list (or `all`) into variants; `all` keeps only those that apply."""
+def variant(name: str) -> Variant:
+    """The registry entry named `name`; BadInput naming the known ones otherwise."""
+    if name not in VARIANTS:
+        raise BadInput(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def parse_variant_names(spec: str | list[str]) -> list[str]:
+    """The names of a comma list (or list), deduplicated in order; `all` stays a name here."""
     names = spec if isinstance(spec, list) else [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
         raise BadInput("no variants given; see `bot variants`")
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n != "all" and n not in VARIANTS]
+    if unknown:
+        raise BadInput(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    return names
+
+
+def resolve_variants(spec: str | list[str], has_full_pipeline: bool | None = None) -> list[Variant]:
+    """Expand a comma list (or `all`) into variants in registry order; `all` keeps only those
+    that apply when `has_full_pipeline` is known."""
+    names = parse_variant_names(spec)
     if "all" in names:
         return [
             v
             for v in VARIANTS.values()
-            if source is None or not v.needs_full_pipeline or source.has_full_pipeline
+            if has_full_pipeline is None or has_full_pipeline or not v.full_checkpoint
         ]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise BadInput(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    return [VARIANTS[n] for n in dict.fromkeys(names)]
+    wanted = set(names)
+    return [v for v in VARIANTS.values() if v.name in wanted]

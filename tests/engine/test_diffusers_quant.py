@@ -18,7 +18,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from engine.diffusers_quant import (
-    DIFFUSERS_QUANT_VARIANTS,
+    SCHEMES,
     count_linear,
     load_quantized_unet,
     meta_tensor_names,
@@ -55,7 +55,7 @@ def quantized(sources, tmp_path_factory) -> dict[tuple[str, str], object]:
     return {
         (kind, variant): quantize_unet(sources[kind], root / kind / variant, variant)
         for kind in KINDS
-        for variant in DIFFUSERS_QUANT_VARIANTS
+        for variant in SCHEMES
     }
 
 
@@ -89,7 +89,7 @@ def _metrics(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     return cos, ((y - ref).norm() / ref.norm()).item()
 
 
-CASES = [(k, v) for k in KINDS for v in DIFFUSERS_QUANT_VARIANTS]
+CASES = [(k, v) for k in KINDS for v in SCHEMES]
 
 
 @pytest.mark.parametrize(("kind", "variant"), CASES)
@@ -121,7 +121,7 @@ def test_loaded_output_close_to_fp32_source(kind, variant, quantized, reference)
     assert cos >= min_cos and rel <= max_rel, (cos, rel)
 
 
-@pytest.mark.parametrize("variant", DIFFUSERS_QUANT_VARIANTS)
+@pytest.mark.parametrize("variant", SCHEMES)
 def test_plain_from_pretrained_as_a_user_would(variant, quantized, reference):
     """A user's `from_pretrained(folder, torch_dtype=<load_dtype>)` gets real data everywhere.
 
@@ -140,7 +140,7 @@ def test_plain_from_pretrained_as_a_user_would(variant, quantized, reference):
 
 def test_deterministic_bytes(sources, tmp_path):
     """torchao writes one metadata entry per tensor; its order must not change the file."""
-    for variant in DIFFUSERS_QUANT_VARIANTS:
+    for variant in SCHEMES:
         a = quantize_unet(sources["sd15"], tmp_path / "a" / variant, variant)
         b = quantize_unet(sources["sd15"], tmp_path / "b" / variant, variant)
         for fa, fb in zip(a.files, b.files, strict=True):
