@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from engine.config_schema import FOREIGN_FIELDS, UnetConfig, check_unet_config
+
 
 class ModelKind(StrEnum):
     """What a UNet is; the string value is what manifests, cards and metadata record."""
@@ -25,14 +27,7 @@ class ModelKind(StrEnum):
 SUPPORTED_KINDS = (ModelKind.SD15, ModelKind.SD15_INPAINT, ModelKind.SD15_LCM)
 _DOWN_TYPES = {"CrossAttnDownBlock2D", "DownBlock2D"}
 _UP_TYPES = {"CrossAttnUpBlock2D", "UpBlock2D"}
-# Config fields that add modules the SD1.5 key map has no place for; each names a family.
-_FOREIGN_FIELDS = {
-    "addition_embed_type": "SDXL-style added conditioning (addition_embed_type)",
-    "class_embed_type": "class embedding (class_embed_type)",
-    "num_class_embeds": "class embedding (num_class_embeds)",
-    "encoder_hid_dim": "encoder hidden projection (encoder_hid_dim)",
-    "encoder_hid_dim_type": "encoder hidden projection (encoder_hid_dim_type)",
-}
+_FAMILIES = {1024: "SD2", 2048: "SDXL", 1280: "SDXL refiner/other"}
 
 
 @dataclass(frozen=True)
@@ -55,67 +50,81 @@ def _unsupported(reason: str) -> Classification:
 
 
 def classify_unet(
-    config: Mapping, weight_shapes: Mapping[str, tuple[int, ...]] | None = None
+    config: Mapping,
+    weight_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    origin: str = "unet/config.json",
 ) -> Classification:
-    """Classify a diffusers UNet config; `weight_shapes` (diffusers names) cross-checks it."""
-    cls = config.get("_class_name", "UNet2DConditionModel")
-    if cls != "UNet2DConditionModel":
-        return _unsupported(f"class {cls} is not UNet2DConditionModel")
-    for key, family in _FOREIGN_FIELDS.items():
-        if config.get(key) is not None:
-            return _unsupported(f"{family}: not an SD1.5-family UNet (SDXL or other)")
-    cross = config.get("cross_attention_dim", 1280)
-    if not isinstance(cross, int):
-        return _unsupported(f"cross_attention_dim {cross!r} per block is not SD1.5")
-    if cross in (1024, 2048, 1280):
-        family = {1024: "SD2", 2048: "SDXL", 1280: "SDXL refiner/other"}[cross]
-        return _unsupported(f"cross_attention_dim {cross} is {family}, not SD1.5 (768)")
-    if config.get("use_linear_projection"):
-        return _unsupported("use_linear_projection=True is SD2/SDXL, not SD1.5")
-    tlpb = config.get("transformer_layers_per_block", 1)
-    if (tlpb if isinstance(tlpb, int) else max(tlpb)) != 1:
-        return _unsupported(f"transformer_layers_per_block {tlpb!r} is SDXL-style, not SD1.5")
-    if not isinstance(config.get("attention_head_dim", 8), int):
-        return _unsupported("attention_head_dim per block is SD2-style, not SD1.5")
-    if not isinstance(config.get("layers_per_block", 2), int):
-        return _unsupported("per-block layers_per_block is not SD1.5")
-    down, up = config.get("down_block_types", []), config.get("up_block_types", [])
-    if not down or set(down) - _DOWN_TYPES or set(up) - _UP_TYPES or len(down) != len(up):
-        return _unsupported(f"block types {down} / {up} are not the SD1.5 structure")
-    mid = config.get("mid_block_type", "UNetMidBlock2DCrossAttn")
-    if mid not in (None, "UNetMidBlock2DCrossAttn"):
-        return _unsupported(f"mid_block_type {mid} is not SD1.5")
-    if config.get("time_embedding_type", "positional") != "positional":
-        return _unsupported("time_embedding_type is not positional")
-    if config.get("out_channels", 4) != 4:
-        return _unsupported(f"out_channels {config.get('out_channels')} (SD1.5 has 4)")
-    in_ch = config.get("in_channels", 4)
-    lcm = bool(config.get("time_cond_proj_dim"))
-    if in_ch == 9 and lcm:
-        return _unsupported("an inpainting LCM UNet is not a supported kind")
-    if in_ch not in (4, 9):
-        return _unsupported(f"in_channels {in_ch} (SD1.5 has 4, inpainting 9)")
-    kind = ModelKind.SD15_INPAINT if in_ch == 9 else ModelKind.SD15_LCM if lcm else ModelKind.SD15
+    """Classify a diffusers UNet config; `weight_shapes` (diffusers names) cross-checks it.
+
+    A config whose fields have the wrong type, length or an absurd value raises `BadConfig`
+    (engine.config_schema): that is malformed input, not another architecture."""
+    cfg = check_unet_config(config, origin)
+    reason = _unsupported_reason(cfg)
+    if reason:
+        return _unsupported(reason)
+    lcm = cfg.time_cond_proj_dim is not None
+    kind = (
+        ModelKind.SD15_INPAINT
+        if cfg.in_channels == 9
+        else ModelKind.SD15_LCM
+        if lcm
+        else ModelKind.SD15
+    )
     if weight_shapes is not None:
-        mismatch = _check_weights(config, weight_shapes, lcm)
+        mismatch = _check_weights(cfg, weight_shapes, lcm)
         if mismatch:
             return _unsupported(mismatch)
-    cond_dim = config.get("time_cond_proj_dim")
     reasons = {
-        ModelKind.SD15: f"SD1.5 UNet (cross_attention_dim {cross})",
+        ModelKind.SD15: f"SD1.5 UNet (cross_attention_dim {cfg.cross_attention_dim})",
         ModelKind.SD15_INPAINT: "SD1.5 inpainting UNet (9 input channels)",
-        ModelKind.SD15_LCM: f"SD1.5 LCM UNet (time_cond_proj_dim {cond_dim})",
+        ModelKind.SD15_LCM: f"SD1.5 LCM UNet (time_cond_proj_dim {cfg.time_cond_proj_dim})",
     }
     return Classification(kind, reasons[kind])
 
 
-def _check_weights(config: Mapping, shapes: Mapping[str, tuple[int, ...]], lcm: bool) -> str:
+def _unsupported_reason(cfg: UnetConfig) -> str:
+    """'' for the SD1.5 block structure, else what the model is instead."""
+    if cfg.class_name != "UNet2DConditionModel":
+        return f"class {cfg.class_name} is not UNet2DConditionModel"
+    for key, _value in cfg.foreign:
+        return f"{FOREIGN_FIELDS[key]}: not an SD1.5-family UNet (SDXL or other)"
+    cross = cfg.cross_attention_dim
+    if not isinstance(cross, int):
+        return f"cross_attention_dim {list(cross)} per block is not SD1.5"
+    if cross in _FAMILIES:
+        return f"cross_attention_dim {cross} is {_FAMILIES[cross]}, not SD1.5 (768)"
+    if cfg.use_linear_projection:
+        return "use_linear_projection=True is SD2/SDXL, not SD1.5"
+    tlpb = cfg.transformer_layers_per_block
+    if (tlpb if isinstance(tlpb, int) else max(tlpb)) != 1:
+        return f"transformer_layers_per_block {tlpb!r} is SDXL-style, not SD1.5"
+    if not isinstance(cfg.attention_head_dim, int):
+        return "attention_head_dim per block is SD2-style, not SD1.5"
+    if not isinstance(cfg.layers_per_block, int):
+        return "per-block layers_per_block is not SD1.5"
+    down, up = cfg.down_block_types, cfg.up_block_types
+    if set(down) - _DOWN_TYPES or set(up) - _UP_TYPES:
+        return f"block types {list(down)} / {list(up)} are not the SD1.5 structure"
+    if cfg.mid_block_type not in (None, "UNetMidBlock2DCrossAttn"):
+        return f"mid_block_type {cfg.mid_block_type} is not SD1.5"
+    for key, value, sd15 in cfg.exotic:
+        if value != sd15:
+            return f"{key} {value!r} is not SD1.5 (which has {sd15!r})"
+    if cfg.out_channels != 4:
+        return f"out_channels {cfg.out_channels} (SD1.5 has 4)"
+    if cfg.in_channels == 9 and cfg.time_cond_proj_dim is not None:
+        return "an inpainting LCM UNet is not a supported kind"
+    if cfg.in_channels not in (4, 9):
+        return f"in_channels {cfg.in_channels} (SD1.5 has 4, inpainting 9)"
+    return ""
+
+
+def _check_weights(cfg: UnetConfig, shapes: Mapping[str, tuple[int, ...]], lcm: bool) -> str:
     conv_in = shapes.get("conv_in.weight")
     if conv_in is None or len(conv_in) != 4:
         return "weights lack a 4-D conv_in.weight"
-    if conv_in[1] != config.get("in_channels", 4):
-        expected = config.get("in_channels", 4)
-        return f"conv_in.weight has {conv_in[1]} input channels but config says {expected}"
+    if conv_in[1] != cfg.in_channels:
+        return f"conv_in.weight has {conv_in[1]} input channels but config says {cfg.in_channels}"
     has_cond = "time_embedding.cond_proj.weight" in shapes
     if has_cond != lcm:
         return "weights and config disagree about the LCM cond_proj embedding"

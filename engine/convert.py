@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import BadInput, UnsupportedArchitecture
+from engine.layout import Precision
 from engine.manifest import Artifact, Manifest, describe_files
 from engine.memory import release_memory
 from engine.original import Provenance
@@ -24,6 +25,16 @@ from engine.variants import Variant, resolve_variants
 log = logging.getLogger("unetbot.engine")
 
 ProgressHook = Callable[[str, int, int], None]
+
+
+def _files_read(source: Source) -> dict[str, list[str]]:
+    """component -> the files it was read from, relative to the source root."""
+    components = (source.unet, source.vae, source.text_encoder)
+    return {
+        c.name: [p.relative_to(source.root).as_posix() for p in c.files]
+        for c in components
+        if c is not None
+    }
 
 
 def source_summary(source: Source, provenance: Provenance) -> dict:
@@ -39,6 +50,9 @@ def source_summary(source: Source, provenance: Provenance) -> dict:
         "has_text_encoder": source.text_encoder is not None,
         "unet_config": source.unet.config,
         "license_files": [p.name for p in source.license_files],
+        "precision": str(source.precision),
+        "files": _files_read(source),
+        "notes": list(source.notes),
     }
 
 
@@ -75,9 +89,14 @@ def start_run(
     variants: str | list[str],
     provenance: Provenance = Provenance(),
     stem: str | None = None,
+    precision: Precision = Precision.MAIN,
 ) -> Run:
-    """Open and check the source, resolve the variants and create `out_dir` (nothing written)."""
-    source = open_source(Path(source_dir))
+    """Open and check the whole source, resolve the variants, then create `out_dir`.
+
+    Every check that can refuse the input (layout, configs, every header of every file, every
+    tensor name and shape) runs in `open_source` and `plan_variants`, before the folder is
+    created: a refused source leaves the output location exactly as it was."""
+    source = open_source(Path(source_dir), precision)
     chosen = plan_variants(source, variants)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,9 +138,10 @@ def convert(
     provenance: Provenance = Provenance(),
     stem: str | None = None,
     progress: ProgressHook | None = None,
+    precision: Precision = Precision.MAIN,
 ) -> Manifest:
     """Write every requested variant of `source_dir` into `out_dir` and save the manifest."""
-    run = start_run(source_dir, out_dir, variants, provenance, stem)
+    run = start_run(source_dir, out_dir, variants, provenance, stem, precision)
     earlier: dict = {}
     for i, variant in enumerate(run.variants):
         if progress:

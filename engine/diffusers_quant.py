@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from engine.errors import (
-    BadSafetensorsHeader,
     MissingFile,
     NonFiniteWeights,
     PickleRefused,
     ValidationFailed,
 )
-from engine.source import PICKLE_SUFFIXES
+from engine.layout import PICKLE_SUFFIXES, Precision, list_local_files, select_weights
+from engine.safetensors_io import read_header
 
 if TYPE_CHECKING:
     import torch
@@ -55,10 +55,10 @@ log = logging.getLogger("unetbot.engine")
 
 LOAD_DTYPE = "float32"
 
-_WEIGHTS = "diffusion_pytorch_model.safetensors"
+_STEM = "diffusion_pytorch_model"
+_WEIGHTS = f"{_STEM}.safetensors"
 _HALF_DTYPES = {"F16": "float16", "BF16": "bfloat16"}
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
-_MAX_HEADER = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -160,36 +160,27 @@ def _refuse_or_missing(folder: Path) -> NoReturn:
 
 
 def _source_files(unet_dir: Path) -> tuple[list[Path], str | None]:
-    """Weights files of a diffusers `unet/` folder and the diffusers `variant` they use."""
+    """Weights files of a diffusers UNet folder and the diffusers `variant` they use.
+
+    The same rule as every other reader (engine.layout, `Precision.HALF`: the fp16 variant
+    when present, else the main weights): quantized outputs are stored in half precision, so
+    the fp32 file is never needed for them."""
     config = unet_dir / "config.json"
     if not config.is_file():
         raise MissingFile(f"{config}: config file not found")
-    for variant, name in ((None, _WEIGHTS), ("fp16", "diffusion_pytorch_model.fp16.safetensors")):
-        if (unet_dir / name).is_file():
-            return [unet_dir / name], variant
-    index = unet_dir / f"{_WEIGHTS}.index.json"
-    if index.is_file():
-        shards = sorted(
-            {unet_dir / s for s in json.loads(index.read_text())["weight_map"].values()}
-        )
-        for shard in shards:
-            if not shard.is_file():
-                raise MissingFile(f"{shard}: shard listed in {index.name} not found")
-        return shards, None
-    _refuse_or_missing(unet_dir)
+    files = list_local_files(unet_dir)
+    chosen = select_weights(files, "", _STEM, Precision.HALF)
+    if chosen is None:
+        _refuse_or_missing(unet_dir)
+    if chosen.problem:
+        raise MissingFile(f"{unet_dir}: {chosen.problem}")
+    return [unet_dir / p for p in chosen.weights], chosen.variant
 
 
 def _header_dtypes(path: Path) -> set[str]:
-    """Safetensors dtypes of one file, from its header only (no torch, no tensor reads)."""
-    try:
-        with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > _MAX_HEADER:
-                raise ValueError(f"header length {length} is implausible")
-            header = json.loads(f.read(length))
-        return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
-    except (struct.error, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise BadSafetensorsHeader(f"{path}: not a readable safetensors header ({e})") from e
+    """Safetensors dtypes of one file, from its validated header (engine.safetensors_io: the
+    one header parser, with its limits)."""
+    return {t.dtype for t in read_header(path).tensors}
 
 
 def _stored_dtype(files: list[Path]) -> str:
@@ -255,6 +246,7 @@ def _canonical_header(path: Path) -> None:
     from run to run; torchao puts one metadata entry per tensor. Tensor data is untouched and
     the header keeps its length (padded with spaces, as safetensors itself pads).
     """
+    read_header(path)  # the one validating parser; the raw JSON below is then known good
     with path.open("r+b") as f:
         (length,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(length))

@@ -10,8 +10,11 @@ it, never a silent drop. Facts: ../shared/reference/formats.md section 1.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine.config_schema import check_unet_config, check_vae_config
 from engine.errors import MissingKey, UnknownKey
 
 UNET_PREFIX = "model.diffusion_model."
@@ -70,7 +73,9 @@ class KeyMap:
     component: str
     prefix: str
     modules: list[Module]
-    passthrough: tuple[str, ...] = ()  # diffusers prefixes that keep their name (CLIP)
+    # A diffusers-side level some files omit: transformers 5 saves CLIPTextModel without the
+    # `text_model.` level that transformers 4 files have (formats.md section 9); both load.
+    optional_level: str = ""
     _by_diffusers: dict[str, Module] = field(init=False, repr=False)
     _by_original: dict[str, Module] = field(init=False, repr=False)
 
@@ -78,11 +83,23 @@ class KeyMap:
         self._by_diffusers = {m.diffusers: m for m in self.modules}
         self._by_original = {m.original: m for m in self.modules}
 
+    def canonical(self, key: str) -> str:
+        """`key` with the optional level restored where the module table needs it."""
+        if self.optional_level and not key.startswith(self.optional_level):
+            try:
+                _lookup(key, self._by_diffusers, self.component)
+            except UnknownKey:
+                return self.optional_level + key
+        return key
+
     def to_original(self, key: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
         """Original name and shape for diffusers `key`; UnknownKey if it has no place."""
-        if key.startswith(self.passthrough) and self.passthrough:
-            return self.prefix + key, shape
-        module, leaf = _lookup(key, self._by_diffusers, self.component)
+        try:
+            module, leaf = _lookup(self.canonical(key), self._by_diffusers, self.component)
+        except UnknownKey:
+            raise UnknownKey(
+                f"{self.component}: tensor {key!r} has no place in the key map"
+            ) from None
         new_leaf, new_shape = _leaf_to_original(module.kind, leaf, shape)
         return f"{self.prefix}{module.original}.{new_leaf}", new_shape
 
@@ -91,14 +108,13 @@ class KeyMap:
         if not key.startswith(self.prefix):
             raise UnknownKey(f"{self.component}: {key!r} lacks the prefix {self.prefix!r}")
         bare = key[len(self.prefix) :]
-        if bare.startswith(self.passthrough) and self.passthrough:
-            return bare, shape
         module, leaf = _lookup(bare, self._by_original, self.component)
         new_leaf, new_shape = _leaf_to_diffusers(module.kind, leaf, shape)
         return f"{module.diffusers}.{new_leaf}", new_shape
 
     def check_complete(self, diffusers_keys: set[str]) -> None:
         """Raise MissingKey naming the first module leaf the weights lack."""
+        diffusers_keys = {self.canonical(k) for k in diffusers_keys}
         for m in self.modules:
             for leaf in m.required:
                 if f"{m.diffusers}.{leaf}" not in diffusers_keys:
@@ -158,14 +174,18 @@ def _resnet_required(leaves: dict[str, str], optional: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------ UNet
 
 
-def unet_keymap(config: dict) -> KeyMap:
-    """The UNet map for a UNet2DConditionModel config of the SD1.5 block structure."""
-    layers = config.get("layers_per_block", 2)
+def unet_keymap(config: Mapping) -> KeyMap:
+    """The UNet map for a UNet2DConditionModel config of the SD1.5 block structure.
+
+    The config is type-checked first (engine.config_schema: BadConfig for wrong types or
+    absurd sizes), so the map has a bounded number of modules whatever the file says."""
+    cfg = check_unet_config(config)
+    layers = cfg.layers_per_block
     if not isinstance(layers, int):
         raise UnknownKey(f"unet: layers_per_block {layers!r} (per-block lists are not supported)")
     per = layers + 1
-    down_types = config["down_block_types"]
-    up_types = config["up_block_types"]
+    down_types = cfg.down_block_types
+    up_types = cfg.up_block_types
     resnet_req = _resnet_required(_UNET_RESNET_LEAVES, "conv_shortcut")
     attn_req = ("norm.weight", "norm.bias", "proj_in.weight", "proj_out.weight")
     mods = [
@@ -178,7 +198,7 @@ def unet_keymap(config: dict) -> KeyMap:
         Module("mid_block.attentions.0", "middle_block.1", "attention", attn_req),
         Module("mid_block.resnets.1", "middle_block.2", "unet_resnet", resnet_req),
     ]
-    if config.get("time_cond_proj_dim"):
+    if cfg.time_cond_proj_dim is not None:
         mods.append(
             Module("time_embedding.cond_proj", "time_embedding.cond_proj", "plain", ("weight",))
         )
@@ -241,10 +261,11 @@ def unet_keymap(config: dict) -> KeyMap:
 # ------------------------------------------------------------------ VAE
 
 
-def vae_keymap(config: dict) -> KeyMap:
+def vae_keymap(config: Mapping) -> KeyMap:
     """The AutoencoderKL map (first_stage_model.*) for the SD VAE block structure."""
-    layers = config.get("layers_per_block", 2)
-    n_blocks = len(config["block_out_channels"])
+    cfg = check_vae_config(config)
+    layers = cfg.layers_per_block
+    n_blocks = cfg.blocks
     resnet_req = _resnet_required(_VAE_RESNET_LEAVES, "conv_shortcut")
     mods = [
         Module("quant_conv", "quant_conv", "plain"),
@@ -301,6 +322,47 @@ def vae_keymap(config: dict) -> KeyMap:
 # ------------------------------------------------------------------ CLIP text encoder
 
 
-def clip_keymap() -> KeyMap:
-    """CLIPTextModel: the transformers names, under `cond_stage_model.transformer.`."""
-    return KeyMap("text_encoder", CLIP_PREFIX, [], passthrough=("text_model.",))
+_CLIP_LAYER_MODULES = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.out_proj",
+    "layer_norm1",
+    "mlp.fc1",
+    "mlp.fc2",
+    "layer_norm2",
+)
+
+
+def clip_keymap(num_layers: int, with_projection: bool = False) -> KeyMap:
+    """CLIPTextModel(WithProjection) under `cond_stage_model.transformer.`: transformers names
+    with the `text_model.` level the original checkpoint always has (SD's FrozenCLIPEmbedder
+    holds a transformers CLIPTextModel), whichever transformers version wrote the source.
+
+    `text_projection.weight` (CLIPTextModelWithProjection only) keeps its transformers place,
+    `cond_stage_model.transformer.text_projection.weight`, where ComfyUI's CLIP loader reads
+    it (comfy/clip_model.py CLIPTextModel.text_projection)."""
+    weight = ("weight",)
+    mods = [
+        Module(f"text_model.embeddings.{e}", f"text_model.embeddings.{e}", "plain", weight)
+        for e in ("token_embedding", "position_embedding")
+    ]
+    for i in range(num_layers):
+        for leaf in _CLIP_LAYER_MODULES:
+            name = f"text_model.encoder.layers.{i}.{leaf}"
+            mods.append(Module(name, name, "plain"))
+    mods.append(Module("text_model.final_layer_norm", "text_model.final_layer_norm", "plain"))
+    if with_projection:
+        mods.append(Module("text_projection", "text_projection", "plain", weight))
+    return KeyMap("text_encoder", CLIP_PREFIX, mods, optional_level="text_model.")
+
+
+def clip_layers_in(names: Iterable[str]) -> int:
+    """Number of encoder layers named in original-format CLIP keys (for the reverse path,
+    which has no text encoder config)."""
+    layers = [
+        int(m.group(1))
+        for n in names
+        if (m := re.match(re.escape(CLIP_PREFIX) + r"text_model\.encoder\.layers\.(\d{1,4})\.", n))
+    ]
+    return max(layers) + 1 if layers else 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import __version__
+from engine.config_schema import check_clip_config
 from engine.errors import UnknownKey, UnsupportedArchitecture
 from engine.keymap import (
     CLIP_PREFIX,
@@ -20,6 +21,7 @@ from engine.keymap import (
     VAE_PREFIX,
     KeyMap,
     clip_keymap,
+    clip_layers_in,
     unet_keymap,
     vae_keymap,
 )
@@ -41,7 +43,27 @@ class Provenance:
     source_revision: str = ""
 
 
-def _map_component(component: Component, keymap: KeyMap, dtype: str | None) -> list[OutputTensor]:
+def component_keymap(component: Component) -> KeyMap:
+    """The key map of one opened component (its config is already checked)."""
+    if component.name == "unet":
+        return unet_keymap(component.config)
+    if component.name == "vae":
+        return vae_keymap(component.config)
+    clip = check_clip_config(component.config)
+    return clip_keymap(clip.num_hidden_layers, clip.with_projection)
+
+
+def original_names(component: Component) -> dict[str, str]:
+    """source tensor name -> its name in the original-format file, for every tensor written
+    (a component's `ignored` tensors are not written; see engine.component_check)."""
+    keymap = component_keymap(component)
+    return {
+        spec.name: keymap.to_original(spec.name, spec.shape)[0] for _, spec in component.tensors()
+    }
+
+
+def _map_component(component: Component, dtype: str | None) -> list[OutputTensor]:
+    keymap = component_keymap(component)
     keymap.check_complete(set(component.shapes()))
     out = []
     for header, spec in component.tensors():
@@ -74,15 +96,15 @@ def _require_supported(source: Source) -> None:
 def original_tensors(source: Source, full: bool, dtype: str | None = None) -> list[OutputTensor]:
     """Every output tensor of the original file, in source order (UNet, then VAE, then CLIP)."""
     _require_supported(source)
-    tensors = _map_component(source.unet, unet_keymap(source.unet.config), dtype)
+    tensors = _map_component(source.unet, dtype)
     if full:
         if not source.has_full_pipeline:
             raise UnsupportedArchitecture(
                 f"{source.root}: original-full needs vae/ and text_encoder/ safetensors"
             )
         assert source.vae is not None and source.text_encoder is not None
-        tensors += _map_component(source.vae, vae_keymap(source.vae.config), dtype)
-        tensors += _map_component(source.text_encoder, clip_keymap(), dtype)
+        tensors += _map_component(source.vae, dtype)
+        tensors += _map_component(source.text_encoder, dtype)
     return tensors
 
 
@@ -111,9 +133,11 @@ def write_diffusers_from_original(
     in every tensor. Returns the weight file written per component.
     """
     header = read_header(original_path)
+    names = [t.name for t in header.tensors]
+    projection = f"{CLIP_PREFIX}text_projection.weight" in names
     maps: dict[str, tuple[str, KeyMap, str]] = {
         UNET_PREFIX: ("unet", unet_keymap(dict(unet_config)), "diffusion_pytorch_model"),
-        CLIP_PREFIX: ("text_encoder", clip_keymap(), "model"),
+        CLIP_PREFIX: ("text_encoder", clip_keymap(clip_layers_in(names), projection), "model"),
     }
     if vae_config is not None:
         maps[VAE_PREFIX] = ("vae", vae_keymap(dict(vae_config)), "diffusion_pytorch_model")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config_json import MAX_INDEX_BYTES, MAX_INDEX_DEPTH, parse_json, read_json_file
 from engine.errors import BadSafetensorsHeader, MissingFile, TruncatedFile
 from engine.fsio import atomic_output, copy_range
 
@@ -44,6 +45,15 @@ DTYPE_SIZES: dict[str, int] = {
 }
 FLOAT_DTYPES = ("F16", "BF16", "F32")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
+# The format nests {name: {"shape": [...]}}: three levels. Deeper is not a safetensors header.
+MAX_HEADER_DEPTH = 3
+# No tensor of an SD1.5 UNet, VAE or CLIP text encoder (nor any file unetbot writes) has more
+# than 4 dims (conv weights); more is not one of these models and is refused before any use.
+MAX_DIMS = 4
+# Dims and byte offsets must fit the int64 that torch, NumPy and the safetensors library use.
+MAX_DIM = 2**63
+# The longest name unetbot reads or writes is ~90 characters (prefixed original names).
+MAX_NAME_CHARS = 512
 _FLUSH_EVERY = 256 * 1024 * 1024  # start writeback after each such slice
 
 
@@ -94,10 +104,7 @@ def read_header(path: Path) -> SafetensorsHeader:
                 f"{path}: header claims {header_len} bytes but the file has {file_size}"
             )
         raw = f.read(header_len)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadSafetensorsHeader(f"{path}: header is not valid UTF-8 JSON ({exc})") from None
+    header = parse_json(raw, f"{path}: header", MAX_HEADER_DEPTH, BadSafetensorsHeader)
     if not isinstance(header, dict):
         raise BadSafetensorsHeader(f"{path}: header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -126,21 +133,46 @@ def read_header(path: Path) -> SafetensorsHeader:
     return SafetensorsHeader(path, tuple(tensors), dict(metadata), data_start, data_bytes)
 
 
+def check_tensor_name(path: Path, name: str) -> None:
+    """Names end up in output headers, GGUF strings, logs and cards: printable and short.
+
+    A NUL or other control character would otherwise be copied into the original file and only
+    fail later in the GGUF writer (or worse, in a consumer)."""
+    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        raise BadSafetensorsHeader(
+            f"{path}: tensor name {shown!r} is empty, longer than {MAX_NAME_CHARS} characters "
+            "or holds non-printable characters"
+        )
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < high
+
+
 def _tensor_spec(path: Path, name: str, entry: object) -> TensorSpec:
+    check_tensor_name(path, name)
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise BadSafetensorsHeader(f"{path}: tensor {name!r} needs dtype, shape, data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise BadSafetensorsHeader(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise BadSafetensorsHeader(f"{path}: tensor {name!r} has invalid shape {shape!r}")
+    if not isinstance(shape, list) or not all(_is_int(d, 0, MAX_DIM) for d in shape):
+        raise BadSafetensorsHeader(
+            f"{path}: tensor {name!r} has invalid shape {shape!r} (dims must be in [0, 2**63))"
+        )
+    if len(shape) > MAX_DIMS:
+        raise BadSafetensorsHeader(
+            f"{path}: tensor {name!r} has {len(shape)} dims; no tensor of these models has "
+            f"more than {MAX_DIMS}"
+        )
+    if math.prod(shape) * DTYPE_SIZES[dtype] >= MAX_DIM:
+        raise BadSafetensorsHeader(f"{path}: tensor {name!r} of shape {shape} is too large")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1]
+        or not all(_is_int(o, 0, MAX_DIM) for o in offsets)
+        or not offsets[0] <= offsets[1]
     ):
         raise BadSafetensorsHeader(f"{path}: tensor {name!r} has invalid offsets {offsets!r}")
     span = offsets[1] - offsets[0]
@@ -152,22 +184,31 @@ def _tensor_spec(path: Path, name: str, entry: object) -> TensorSpec:
     return TensorSpec(name, dtype, tuple(shape), offsets[0], offsets[1])
 
 
+def read_weight_map(index_path: Path) -> dict[str, str]:
+    """tensor name -> shard file name of a shard index (`*.safetensors.index*.json`), checked:
+    size-capped, depth-limited, names printable, shard names plain file names of this folder."""
+    index = read_json_file(index_path, MAX_INDEX_BYTES, MAX_INDEX_DEPTH, BadSafetensorsHeader)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise BadSafetensorsHeader(f"{index_path}: not a shard index (no weight_map object)")
+    for name, shard in weight_map.items():
+        check_tensor_name(Path(index_path), name)
+        if (
+            not isinstance(shard, str)
+            or not shard.endswith(".safetensors")
+            or "/" in shard
+            or "\\" in shard
+            or shard.startswith(".")
+            or not shard.isprintable()
+        ):
+            raise BadSafetensorsHeader(f"{index_path}: invalid shard name {shard!r} for {name!r}")
+    return weight_map
+
+
 def read_index(index_path: Path) -> list[Path]:
-    """Shard files of a `*.safetensors.index.json`, in the order they first appear."""
-    try:
-        index = json.loads(Path(index_path).read_text())
-        weight_map = index["weight_map"]
-        assert isinstance(weight_map, dict)
-    except (OSError, ValueError, KeyError, AssertionError) as exc:
-        raise BadSafetensorsHeader(f"{index_path}: not a valid shard index ({exc})") from None
-    shards: list[Path] = []
-    for shard in weight_map.values():
-        if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith("."):
-            raise BadSafetensorsHeader(f"{index_path}: invalid shard name {shard!r}")
-        p = Path(index_path).parent / shard
-        if p not in shards:
-            shards.append(p)
-    return shards
+    """Shard files of a shard index, in the order they first appear."""
+    shards = dict.fromkeys(read_weight_map(index_path).values())
+    return [Path(index_path).parent / s for s in shards]
 
 
 # ---------------------------------------------------------------- writing
