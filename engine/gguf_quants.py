@@ -14,12 +14,12 @@ Two implementations, same bytes:
 
 - the C kernel `engine._gguf_kernels` (engine/_gguf_kernels.c, built by `pip install -e .`):
   each 32-value block is quantized in SSE2 registers in one pass, well under 1 ns per value
-  against 3-5 ns for the NumPy passes below, which is what lets the GGUF writer beat gguf-py by
+  against 3-5 ns for the NumPy passes, which is what lets the GGUF writer beat gguf-py by
   the margin it promises. It does the same IEEE float32 operations in the same order (no FMA,
   no fast-math, a pinned float environment);
-- the NumPy quantizer (`_Quant` below): the same arithmetic on cache-sized chunks of blocks with
-  preallocated buffers. It is the portable fallback where the extension is not built (no
-  compiler, not x86-64) and the second opinion the tests hold the C kernel to.
+- the NumPy quantizer (engine/gguf_numpy_quants.py): the same arithmetic on cache-sized chunks
+  of blocks with preallocated buffers. It is the portable fallback where the extension is not
+  built (no compiler, not x86-64) and the second opinion the tests hold the C kernel to.
 
 Both split big tensors across a thread pool (NumPy and the C kernel release the GIL).
 
@@ -44,13 +44,22 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import GGMLQuantizationType
 from gguf import quants as gguf_py_quants
 
+from engine import gguf_numpy_quants as numpy_quants
 from engine.errors import NonFiniteWeights
+from engine.gguf_numpy_quants import (
+    FP16_LIMIT,
+    NO_LIMIT,
+    QUANTS,
+    NonFiniteBlock,
+    Quant,
+    quantize_range,
+)
 
 try:
     from engine import _gguf_kernels
@@ -59,69 +68,13 @@ except ImportError:  # not built here (no compiler, not x86-64): the NumPy quant
 
 Kernel = Literal["auto", "c", "numpy"]
 
-# 2048 blocks of 32 values: each float32 temporary is 256 KiB, so a chunk's working set stays in
-# the 1-2 MiB L2 of the machines we run on while the per-call overhead of NumPy stays small.
-_CHUNK_BLOCKS = 2048
 # Below this many blocks a tensor is quantized on the calling thread (pool hand-off costs more).
-_MIN_BLOCKS_PER_TASK = 4 * _CHUNK_BLOCKS
+_MIN_BLOCKS_PER_TASK = 4 * numpy_quants.CHUNK_BLOCKS
 # Blocks handed to gguf-py per call on the fixup path, as one row (gguf-py runs 16 rows per NumPy
 # pass, so one block per row would be slow); bounds its temporaries to a few MiB.
 _FIXUP_BLOCKS = 65536
-# fp16 Inf/NaN become magnitudes >= 2**16 through the bit conversion in `_Chunk.load`.
-_FP16_LIMIT = np.float32(65536.0)
-_NO_LIMIT = np.float32(np.inf)
-
-_QUANTS: dict[GGMLQuantizationType, type[_Quant]] = {}
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-_local = threading.local()
-
-
-class _NonFinite(Exception):
-    """Raised inside a worker; `quantize` turns it into `NonFiniteWeights` naming the tensor."""
-
-
-class _Chunk:
-    """Per-thread scratch buffers for one chunk of blocks, reused across chunks and calls."""
-
-    def __init__(self, n_blocks: int, block_size: int) -> None:
-        n = n_blocks * block_size
-        # Few buffers, reused for several purposes, keep the working set near the L2 size.
-        self.x = np.empty(n, np.float32)  # the chunk as float32 (when the source is not)
-        self.t = np.empty(n, np.float32)  # |x|, then products
-        self.u = np.empty(n, np.float32)  # block reductions (ping), then rounded values
-        self.v = np.empty(n, np.float32)  # block reductions (pong), then rounding residues
-        self.q = np.empty(n, np.uint8)  # quantized levels
-        self.base = np.arange(n_blocks, dtype=np.intp) * block_size
-
-    def load(self, src: np.ndarray, n: int) -> np.ndarray:
-        """The chunk's values as a float32 array of `n` values, converted exactly like astype."""
-        if src.dtype == np.float32:
-            return src
-        x = self.x[:n]
-        if src.dtype == np.float16:
-            # fp16 -> fp32 by bits (NumPy's own cast is ~4x slower without F16C): sign-extend,
-            # shift sign|exponent|mantissa into float32 position, then rescale the exponent by
-            # 2**112, which is exact for normal and subnormal halves. Inf/NaN land >= 2**16.
-            i = x.view(np.int32)
-            np.copyto(i, src.view(np.int16))
-            np.left_shift(i, np.int32(13), out=i)
-            np.bitwise_and(i, np.int32(-0x70002000), out=i)  # keep bits 0x8FFFE000
-            np.multiply(x, np.float32(2.0**112), out=x)
-            return x
-        np.copyto(x, src, casting="unsafe")
-        return x
-
-
-def _scratch(block_size: int, n_blocks: int) -> _Chunk:
-    """This thread's buffers for chunks of up to `n_blocks` blocks (allocated once, then reused)."""
-    chunks = getattr(_local, "chunks", None)
-    if chunks is None:
-        chunks = _local.chunks = {}
-    chunk = chunks.get(block_size)
-    if chunk is None or chunk.base.size < n_blocks:
-        chunk = chunks[block_size] = _Chunk(n_blocks, block_size)
-    return chunk
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -134,246 +87,9 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _scales(num: np.ndarray, divisor: float) -> tuple[np.ndarray, np.ndarray]:
-    """`d = num / divisor` and `id = 1 / d` (0 where d == 0), in float32 like gguf-py."""
-    d = np.divide(num, np.float32(divisor))
-    inv = np.divide(np.float32(1), d)
-    inv[d == 0] = 0
-    return d, inv
-
-
-def _block_reduce(op: np.ufunc, x: np.ndarray, s: _Chunk, block_size: int) -> np.ndarray:
-    """`op` (maximum/minimum) over each block, as a view into scratch.
-
-    log2(block_size) full-length contiguous passes pairing value k with k+16, k+8, ..., k+1 leave
-    block b's result at 32*b; NumPy runs those as long SIMD loops, unlike its row-by-row axis
-    reduction. Values past a block's end only feed positions that are never read.
-    """
-    p, q, src, m = s.u, s.v, x, x.size
-    shift = block_size // 2
-    while shift:
-        op(src[: m - shift], src[shift:m], out=p[: m - shift])
-        m -= shift
-        shift //= 2
-        src, p, q = p, q, p
-    return src[0:m:block_size]
-
-
-def _f16(values: np.ndarray) -> np.ndarray:
-    """fp16 scales as gguf-py stores them (scales beyond 65504 become inf there too)."""
-    return values.astype(np.float16)
-
-
-def _put16(out: np.ndarray, offset: int, values: np.ndarray) -> None:
-    """Store one fp16 (or uint16) per block at byte `offset` of each block."""
-    out[:, offset : offset + 2].view(np.uint16)[:, 0] = values.view(np.uint16)
-
-
-def _nibbles(q: np.ndarray, n_blocks: int, mask_low: bool) -> np.ndarray:
-    """Pack levels j and j+16 of each block into byte j (low, high nibble), as uint8 (nb, 16).
-
-    Works on 64-bit lanes (8 levels each), which NumPy runs as long 1-D loops instead of one
-    short loop per block; masking first keeps the shift from carrying bit 4 into the next byte.
-    """
-    q64 = q.view(np.uint64).reshape(n_blocks, 4)
-    packed = np.empty((n_blocks, 2), np.uint64)
-    for lane in (0, 1):
-        hi, lo = q64[:, lane + 2], q64[:, lane]
-        if mask_low:
-            lo = np.bitwise_and(lo, np.uint64(0x0F0F0F0F0F0F0F0F))
-            hi = np.bitwise_and(hi, np.uint64(0x0F0F0F0F0F0F0F0F))
-            np.left_shift(hi, np.uint64(4), out=hi)
-        else:
-            hi = np.left_shift(hi, np.uint64(4))
-        np.bitwise_or(hi, lo, out=packed[:, lane])
-    return packed.view(np.uint8)
-
-
-def _high_bits(q: np.ndarray, n_blocks: int) -> np.ndarray:
-    """Bit 4 of the 32 levels of each block as 4 bytes, like `np.packbits(q >> 4, 'little')`."""
-    bits = np.right_shift(q.view(np.uint64), np.uint64(4))
-    np.bitwise_and(bits, np.uint64(0x0101010101010101), out=bits)
-    # Multiplying gathers byte k's low bit into bit 56 + k with no overlapping partial products.
-    np.multiply(bits, np.uint64(0x0102040810204080), out=bits)
-    np.right_shift(bits, np.uint64(56), out=bits)
-    return bits.astype(np.uint8).reshape(n_blocks, 4)
-
-
-def _clip(q: np.ndarray, top: int) -> None:
-    """`q.clip(0, top)` in place for uint8 levels, top = 2**k - 1.
-
-    With sane scales the only level above `top` is `top + 1`, and subtracting `q >> k` fixes it
-    in one fast pass (NumPy's uint8 minimum against a scalar is not vectorised). Degenerate
-    scales (subnormal d) can give anything, and then the plain minimum runs.
-    """
-    if q.max() > top + 1:
-        np.minimum(q, np.uint8(top), out=q)
-    else:
-        np.subtract(q, np.right_shift(q, np.uint8(top.bit_length())), out=q)
-
-
-class _Quant:
-    """One GGML block type: `quantize_blocks` fills `out` (nb, type_size) from `x` (nb*bs,)."""
-
-    qtype: ClassVar[GGMLQuantizationType]
-    block_size: ClassVar[int]
-    type_size: ClassVar[int]
-
-    def __init_subclass__(cls, qtype: GGMLQuantizationType, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.qtype = qtype
-        cls.block_size, cls.type_size = GGML_QUANT_SIZES[qtype]
-        assert cls.block_size == 32, "the packing helpers assume 32-value blocks"
-        _QUANTS[qtype] = cls
-
-    @classmethod
-    def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        raise NotImplementedError
-
-    # shared steps -------------------------------------------------------------------------
-
-    @classmethod
-    def _signed_absmax(cls, x: np.ndarray, nb: int, limit: np.float32, s: _Chunk) -> np.ndarray:
-        """The value of largest magnitude in each block, first one on ties (gguf's argmax)."""
-        a = np.abs(x, out=s.t[: x.size]).reshape(nb, cls.block_size)
-        first = a.argmax(axis=1)
-        first += s.base[:nb]
-        m = x[first]
-        if not (np.abs(m) < limit).all():
-            raise _NonFinite
-        return m
-
-    @classmethod
-    def _max_min(
-        cls, x: np.ndarray, nb: int, limit: np.float32, s: _Chunk
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-block max and min equal to gguf's `blocks.max()` / `blocks.min()`, signed zeros too.
-
-        `_block_reduce` is several times faster than NumPy's axis reductions; the only values it
-        may pick differently are zeros of either sign, so blocks whose max or min is zero are
-        redone with the reductions gguf-py itself uses.
-        """
-        blocks = x.reshape(nb, cls.block_size)
-        mx = _block_reduce(np.maximum, x, s, cls.block_size).copy()
-        mn = _block_reduce(np.minimum, x, s, cls.block_size)
-        if not ((mx < limit).all() and (mn > -limit).all()):
-            raise _NonFinite
-        zero = mx == 0
-        if zero.any():
-            mx[zero] = blocks[zero].max(axis=-1)
-        zero = mn == 0
-        if zero.any():
-            mn[zero] = blocks[zero].min(axis=-1)
-        return mx, mn
-
-    @classmethod
-    def _levels_symmetric(
-        cls, x: np.ndarray, nb: int, limit: np.float32, s: _Chunk, levels: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Q4_0 / Q5_0: fp16 scale, levels `trunc(x * id + levels + 0.5)` clipped to 2*levels-1."""
-        n = x.size
-        d, inv = _scales(cls._signed_absmax(x, nb, limit, s), -levels)
-        t = np.multiply(x, np.repeat(inv, cls.block_size), out=s.t[:n])
-        np.add(t, np.float32(levels + 0.5), out=t)
-        q = s.q[:n]
-        np.copyto(q, t, casting="unsafe")  # truncates; sane scales give [0, 2*levels]
-        _clip(q, 2 * levels - 1)
-        return _f16(d), q
-
-    @classmethod
-    def _levels_affine(
-        cls, x: np.ndarray, nb: int, limit: np.float32, s: _Chunk, top: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Q4_1 / Q5_1: fp16 scale, fp16 min and levels `trunc((x - min) * id + 0.5)` <= top."""
-        n = x.size
-        mx, mn = cls._max_min(x, nb, limit, s)
-        d, inv = _scales(mx - mn, top)
-        t = np.subtract(x, np.repeat(mn, cls.block_size), out=s.t[:n])
-        np.multiply(t, np.repeat(inv, cls.block_size), out=t)
-        np.add(t, np.float32(0.5), out=t)
-        q = s.q[:n]
-        np.copyto(q, t, casting="unsafe")
-        _clip(q, top)
-        return _f16(d), _f16(mn), q
-
-
-class Q8_0(_Quant, qtype=GGMLQuantizationType.Q8_0):
-    """fp16 d = amax/127, then 32 int8 `roundf(x / d)` (half away from zero)."""
-
-    @classmethod
-    def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb, n = out.shape[0], x.size
-        amax = _block_reduce(np.maximum, np.abs(x, out=s.t[:n]), s, cls.block_size)
-        if not (amax < limit).all():
-            raise _NonFinite
-        d, inv = _scales(amax, 127)
-        t = np.multiply(x, np.repeat(inv, cls.block_size), out=s.t[:n])
-        r = np.rint(t, out=s.u[:n])  # half to even; differs from roundf only on exact halves
-        diff = np.subtract(t, r, out=s.v[:n])
-        if np.abs(diff, out=diff).max() == np.float32(0.5):
-            ties = np.flatnonzero(diff == np.float32(0.5))
-            r[ties] += np.sign(t[ties]) * (np.abs(t[ties]) > np.abs(r[ties]))
-        overflow = np.isinf(inv)
-        if overflow.any():
-            # a subnormal d: gguf-py's roundf yields NaN for the whole block; cast the same
-            r.reshape(nb, cls.block_size)[overflow] = np.nan
-        q = s.q[:n].view(np.int8)
-        np.copyto(q, r, casting="unsafe")
-        _put16(out, 0, _f16(d))
-        out[:, 2:] = q.view(np.uint8).reshape(nb, cls.block_size)
-
-
-class Q4_0(_Quant, qtype=GGMLQuantizationType.Q4_0):
-    """fp16 d = max/-8, then 32 4-bit levels `x / d + 8`."""
-
-    @classmethod
-    def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, q = cls._levels_symmetric(x, nb, limit, s, 8)
-        _put16(out, 0, d)
-        out[:, 2:] = _nibbles(q, nb, mask_low=False)
-
-
-class Q4_1(_Quant, qtype=GGMLQuantizationType.Q4_1):
-    """fp16 d = (max-min)/15 and fp16 min, then 32 4-bit levels `(x - min) / d`."""
-
-    @classmethod
-    def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, m, q = cls._levels_affine(x, nb, limit, s, 15)
-        _put16(out, 0, d)
-        _put16(out, 2, m)
-        out[:, 4:] = _nibbles(q, nb, mask_low=False)
-
-
-class Q5_0(_Quant, qtype=GGMLQuantizationType.Q5_0):
-    """fp16 d = max/-16, 32 high bits, then 32 low nibbles of the 5-bit levels `x / d + 16`."""
-
-    @classmethod
-    def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, q = cls._levels_symmetric(x, nb, limit, s, 16)
-        _put16(out, 0, d)
-        out[:, 2:6] = _high_bits(q, nb)
-        out[:, 6:] = _nibbles(q, nb, mask_low=True)
-
-
-class Q5_1(_Quant, qtype=GGMLQuantizationType.Q5_1):
-    """fp16 d = (max-min)/31, fp16 min, 32 high bits, then the low nibbles of the levels."""
-
-    @classmethod
-    def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, m, q = cls._levels_affine(x, nb, limit, s, 31)
-        _put16(out, 0, d)
-        _put16(out, 2, m)
-        out[:, 4:8] = _high_bits(q, nb)
-        out[:, 8:] = _nibbles(q, nb, mask_low=True)
-
-
 def supported_types() -> tuple[GGMLQuantizationType, ...]:
     """The block types this module quantizes."""
-    return tuple(_QUANTS)
+    return tuple(QUANTS)
 
 
 def active_kernel() -> Literal["c", "numpy"]:
@@ -398,25 +114,8 @@ def _resolve(kernel: Kernel) -> Literal["c", "numpy"]:
     raise ValueError(f"unknown quantizer kernel {kernel!r} (expected auto, c or numpy)")
 
 
-def _run(
-    quant: type[_Quant], src: np.ndarray, out: np.ndarray, limit: np.float32, start: int, stop: int
-) -> int:
-    """NumPy: quantize blocks [start, stop) of `src` (flat) into rows [start, stop) of `out`."""
-    chunk_blocks = _CHUNK_BLOCKS
-    s = _scratch(quant.block_size, chunk_blocks)
-    bs = quant.block_size
-    for b0 in range(start, stop, chunk_blocks):
-        b1 = min(b0 + chunk_blocks, stop)
-        x = s.load(src[b0 * bs : b1 * bs], (b1 - b0) * bs)
-        # Inputs are checked for NaN/Inf; what is left to warn about is gguf-py's own arithmetic
-        # on degenerate scales (fp16 overflow of d, 1/d overflow for subnormal d), reproduced.
-        with np.errstate(all="ignore"):
-            quant.quantize_blocks(x, out[b0:b1], limit, s)
-    return 0
-
-
 def _run_c(
-    quant: type[_Quant],
+    quant: type[Quant],
     src: np.ndarray,
     out: np.ndarray,
     fixup: np.ndarray,
@@ -434,11 +133,11 @@ def _run_c(
         fixup[start:stop],
     )
     if flagged < 0:
-        raise _NonFinite
+        raise NonFiniteBlock
     return flagged
 
 
-def _fixup(quant: type[_Quant], src: np.ndarray, out: np.ndarray, fixup: np.ndarray) -> None:
+def _fixup(quant: type[Quant], src: np.ndarray, out: np.ndarray, fixup: np.ndarray) -> None:
     """Recompute the blocks the C kernel flagged with gguf-py itself (see the module docstring).
 
     gguf-py casts its input to float32 first, as done here, and quantizes each block on its own,
@@ -460,7 +159,8 @@ def _in_tasks(run: Callable[[int, int], int], n_blocks: int) -> int:
     if workers <= 1:
         return run(0, n_blocks)
     # whole chunks per task, so chunks never straddle two threads
-    per_task = math.ceil(n_blocks / workers / _CHUNK_BLOCKS) * _CHUNK_BLOCKS
+    chunk = numpy_quants.CHUNK_BLOCKS
+    per_task = math.ceil(n_blocks / workers / chunk) * chunk
     futures = [
         _executor().submit(run, b0, min(b0 + per_task, n_blocks))
         for b0 in range(0, n_blocks, per_task)
@@ -486,7 +186,7 @@ def quantize(
     NonFiniteWeights (naming `name`) when the array holds NaN or Inf, and RuntimeError when
     `kernel="c"` but the extension is not built.
     """
-    quant = _QUANTS.get(GGMLQuantizationType(qtype))
+    quant = QUANTS.get(GGMLQuantizationType(qtype))
     if quant is None:
         raise ValueError(f"unetbot does not quantize to {GGMLQuantizationType(qtype).name}")
     if array.ndim == 0:
@@ -513,9 +213,9 @@ def quantize(
             if _in_tasks(lambda b0, b1: _run_c(quant, src, out, fixup, b0, b1), n_blocks):
                 _fixup(quant, src, out, fixup)
         else:
-            limit = _FP16_LIMIT if src.dtype == np.float16 else _NO_LIMIT
-            _in_tasks(lambda b0, b1: _run(quant, src, out, limit, b0, b1), n_blocks)
-    except _NonFinite:
+            limit = FP16_LIMIT if src.dtype == np.float16 else NO_LIMIT
+            _in_tasks(lambda b0, b1: quantize_range(quant, src, out, limit, b0, b1), n_blocks)
+    except NonFiniteBlock:
         raise NonFiniteWeights(
             f"{name or 'tensor'} holds NaN or Inf values; it cannot be quantized to "
             f"{quant.qtype.name} (check the source checkpoint)"

@@ -16,7 +16,7 @@ from gguf import GGMLQuantizationType as Q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import gguf_quants
+from engine import gguf_numpy_quants, gguf_quants
 from engine.errors import NonFiniteWeights
 from engine.gguf_quants import quantize
 
@@ -142,7 +142,7 @@ def test_chunks_and_threads_do_not_change_bytes(kernel, rows, blocks, source, pa
     """Tiny chunks and a tiny thread threshold split even small arrays across workers."""
     array = as_source(build(pattern, (rows, 32 * blocks), 1.0, seed), source)
     with (
-        mock.patch.object(gguf_quants, "_CHUNK_BLOCKS", 3),
+        mock.patch.object(gguf_numpy_quants, "CHUNK_BLOCKS", 3),
         mock.patch.object(gguf_quants, "_MIN_BLOCKS_PER_TASK", 2),
     ):
         for qtype in TYPES:
@@ -154,7 +154,7 @@ def test_thread_buffers_grow_after_smaller_chunks():
     rng = np.random.default_rng(11)
     small = rng.standard_normal((8, 320)).astype(np.float16)
     with (
-        mock.patch.object(gguf_quants, "_CHUNK_BLOCKS", 3),
+        mock.patch.object(gguf_numpy_quants, "CHUNK_BLOCKS", 3),
         mock.patch.object(gguf_quants, "_MIN_BLOCKS_PER_TASK", 2),
     ):
         assert_identical(small, Q.Q8_0, "numpy")
