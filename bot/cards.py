@@ -12,17 +12,17 @@ import html
 import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
 import yaml
 
 from engine import __version__
+from engine.classify import ModelKind
 from engine.manifest import Artifact, Manifest
 from engine.probe import TIMESTEPS
+from engine.variants import VARIANTS, Family, PublishTarget
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "model_cards"
 # Characters that start Markdown syntax mid-line (`<`, `>`, `&` are HTML-escaped instead);
 # values are collapsed to one line, so line-start markers (-, +, 1.) cannot take effect.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
@@ -56,7 +56,7 @@ def url(value: object) -> str:
 
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.PackageLoader("model_cards", "."),  # package data: works from a wheel
         autoescape=False,  # Markdown, not HTML: escaping is explicit per value (filters above)
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -103,30 +103,43 @@ class CardContext:
 
     source_repo: str
     source_revision: str
-    kind: str
+    kind: ModelKind
     licence: str | None
     licence_extra: dict  # license_name / license_link from the source card, when `other`
     licence_files: list[str]
     endpoint: str
 
+    @property
+    def is_lcm(self) -> bool:
+        return self.kind is ModelKind.SD15_LCM
 
-_TITLES = {
-    "gguf": ("GGUF", "gguf", "GGUF files of an SD1.5-family UNet."),
-    "torchao": ("TorchAO int8", "diffusers", "TorchAO int8 weight-only UNet for diffusers."),
-    "quanto": ("Quanto", "diffusers", "Quanto (int8, float8) UNets for diffusers."),
+
+_SUMMARIES = {
+    PublishTarget.GGUF: "GGUF files of an SD1.5-family UNet.",
+    PublishTarget.TORCHAO: "TorchAO int8 weight-only UNet for diffusers.",
+    PublishTarget.QUANTO: "Quanto (int8, float8) UNets for diffusers.",
 }
 
 
-def front_matter(ctx: CardContext, target: str, manifest: Manifest, variants: list[str]) -> dict:
-    library = _TITLES[target][1]
-    tags = ["unetbot", "stable-diffusion", "text-to-image", ctx.kind, target]
-    if ctx.kind == "sd15-lcm":
+def _family(a: Artifact) -> Family:
+    return VARIANTS[a.variant].family
+
+
+def _is_full(a: Artifact) -> bool:
+    return VARIANTS[a.variant].full_checkpoint
+
+
+def front_matter(
+    ctx: CardContext, target: PublishTarget, manifest: Manifest, variants: list[str]
+) -> dict:
+    tags = ["unetbot", "stable-diffusion", "text-to-image", ctx.kind.value, target.key]
+    if ctx.is_lcm:
         tags.append("lcm")
     meta: dict = {
         "base_model": ctx.source_repo,
         "base_model_relation": "quantized",
         "license": ctx.licence or "other",
-        "library_name": library,
+        "library_name": target.library,
         "pipeline_tag": "text-to-image",
         "tags": tags,
         "unetbot": {
@@ -163,20 +176,26 @@ def _gguf_tables(artifacts: list[Artifact]) -> list[dict]:
 
 
 def render_repo_card(
-    ctx: CardContext, target: str, repo_id: str, manifest: Manifest, artifacts: list[Artifact]
+    ctx: CardContext,
+    target: PublishTarget,
+    repo_id: str,
+    manifest: Manifest,
+    artifacts: list[Artifact],
 ) -> str:
     """README.md for a published repo (GGUF, TorchAO or Quanto)."""
-    lcm = ctx.kind == "sd15-lcm"
-    unet_gguf = [a for a in artifacts if a.variant.startswith("gguf-") and "full" not in a.variant]
-    full_gguf = [a for a in artifacts if a.variant.startswith("gguf-full-")]
-    preferred = next((a for a in unet_gguf if a.variant == "gguf-q8_0"), None)
+    lcm = ctx.is_lcm
+    ggufs = [a for a in artifacts if _family(a) is Family.GGUF]
+    unet_gguf = [a for a in ggufs if not _is_full(a)]
+    full_gguf = [a for a in ggufs if _is_full(a)]
+    # The example loads the most accurate quantized UNet GGUF (Q8_0 when there).
+    preferred = next((a for a in unet_gguf if VARIANTS[a.variant].gguf_type == "Q8_0"), None)
     body = (
         _env()
         .get_template("repo_card.md.j2")
         .render(
-            title=f"{ctx.source_repo.split('/')[-1]} {_TITLES[target][0]}",
-            summary=_TITLES[target][2],
-            target=target,
+            title=f"{ctx.source_repo.split('/')[-1]} {target.title}",
+            summary=_SUMMARIES[target],
+            gguf=target is PublishTarget.GGUF,
             repo_id=repo_id,
             source_repo=ctx.source_repo,
             source_revision=ctx.source_revision,
@@ -219,7 +238,7 @@ def render_pr_description(ctx: CardContext, artifacts: list[Artifact], has_full:
             source_repo=ctx.source_repo,
             source_revision=ctx.source_revision,
             version=__version__,
-            lcm=ctx.kind == "sd15-lcm",
+            lcm=ctx.is_lcm,
             has_full=has_full,
             artifacts=[
                 {

@@ -1,7 +1,8 @@
 """`bot`: the command line of unetbot (typer).
 
 Expected failures (bad input, unsupported model, validation failure, Hub errors) print one
-clear line and exit with their documented code (bot/exit_codes.py); only bugs show a traceback.
+clear, redacted line and exit with their documented code (engine/errors.py `ExitCode`); only bugs
+show a traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Annotated
 
 import typer
 
-from bot import exit_codes
-from bot.log import setup_logging
-from engine.errors import UnetbotError
+from bot import actions
+from bot.log import redact, setup_logging
+from engine.errors import ExitCode, UnetbotError, exit_code_for
 
 app = typer.Typer(
     add_completion=False,
@@ -25,13 +26,13 @@ app = typer.Typer(
 )
 hub_app = typer.Typer(no_args_is_help=True, help="The embedded Hub-compatible server.")
 app.add_typer(hub_app, name="hub")
+app.add_typer(actions.app, name="actions")
 log = logging.getLogger("unetbot.cli")
 
 
 def _fail(exc: BaseException) -> None:
-    code = exit_codes.exit_code_for(exc)
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(code)
+    typer.echo(f"error: {redact(str(exc))}", err=True)
+    raise typer.Exit(int(exit_code_for(exc)))
 
 
 @app.callback()
@@ -78,8 +79,12 @@ def variants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def convert(
     src: Annotated[str, typer.Argument(help="Local pipeline/unet folder, or a Hub repo id.")],
     variants: Annotated[
-        str, typer.Option(help="Comma list or 'all'; see `bot variants`.")
-    ] = "original",
+        str | None,
+        typer.Option(
+            help="Comma list, 'all' or 'auto' (the config's lists); see `bot variants`. "
+            "Default: 'original' without --publish, else 'auto'."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder (manifest.json + artifacts).")] = Path(
         "out"
     ),
@@ -101,27 +106,33 @@ def convert(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Convert one model, validate every artifact, and optionally publish it."""
-    from bot.convert_cmd import run_convert
+    from bot.config import PublishMode, load_config
+    from bot.hubclient import hub_for
+    from bot.job import JobRequest, run_job
+    from bot.settings import load_settings
 
     try:
-        result = run_convert(
-            src=src,
+        settings = load_settings()
+        cfg = load_config(config or settings.config_path)
+        request = JobRequest(
+            src,
+            out,
             variants=variants,
-            out=out,
+            publish=PublishMode.parse(publish),
             revision=revision,
-            publish=publish,
             dry_run=dry_run,
-            config_path=config,
             validate=not skip_validation,
             grid=grid,
         )
+        hub = None if Path(src).is_dir() else hub_for(settings, cfg.scan.max_calls, None)
+        result = run_job(request, cfg, hub)
     except UnetbotError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(redact(json.dumps(result.to_dict(), indent=2)))
     else:
-        typer.echo(result.summary())
-    raise typer.Exit(result.exit_code)
+        typer.echo(redact(result.summary()))
+    raise typer.Exit(int(result.exit_code))
 
 
 @app.command()
@@ -132,23 +143,22 @@ def scan(
     """List candidate repos on the Hub: supported, or skipped with the reason."""
     from bot.config import load_config
     from bot.hubclient import hub_for
+    from bot.job import bot_identity
     from bot.scan import scan as run_scan
     from bot.settings import load_settings
-    from bot.workflow import bot_identity
 
     try:
         settings = load_settings()
         cfg = load_config(config or settings.config_path)
         hub = hub_for(settings, cfg.scan.max_calls, cfg.budget.max_minutes)
-        _, namespace = bot_identity(hub, cfg)
-        rows = [c.to_dict() for c in run_scan(hub, cfg, namespace)]
+        rows = [c.to_dict() for c in run_scan(hub, cfg, bot_identity(hub, cfg).namespace)]
     except UnetbotError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(redact(json.dumps(rows, indent=2)))
         return
     for r in rows:
-        typer.echo(f"{r['status']:9} {r['repo_id']:40} {r['reason']}")
+        typer.echo(redact(f"{r['status']:9} {r['repo_id']:40} {r['reason']}"))
 
 
 @app.command()
@@ -161,7 +171,7 @@ def plan(
     ] = None,
 ) -> None:
     """The work list (repos with something left to publish) as GitHub Actions matrices."""
-    from bot.config import load_config
+    from bot.config import PublishMode, load_config
     from bot.hubclient import hub_for
     from bot.plan import make_plan, write_github_output
     from bot.settings import load_settings
@@ -169,21 +179,20 @@ def plan(
     try:
         settings = load_settings()
         cfg = load_config(config or settings.config_path)
-        result = make_plan(
-            hub_for(settings, cfg.scan.max_calls, cfg.budget.max_minutes), cfg, publish
-        )
+        mode = PublishMode.parse(publish) if publish else None
+        result = make_plan(hub_for(settings, cfg.scan.max_calls, cfg.budget.max_minutes), cfg, mode)
     except UnetbotError as exc:
         _fail(exc)
     if github_output:
         write_github_output(result, github_output)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(redact(json.dumps(result.to_dict(), indent=2)))
         return
     for e in result.entries:
-        typer.echo(f"todo      {e['repo_id']:40} {e['targets']}")
+        typer.echo(redact(f"todo      {e['repo_id']:40} {e['targets']}"))
     for key in ("done", "skipped", "deferred"):
         for e in getattr(result, key):
-            typer.echo(f"{key:9} {e['repo_id']:40} {e['reason']}")
+            typer.echo(redact(f"{key:9} {e['repo_id']:40} {e['reason']}"))
 
 
 @app.command()
@@ -211,7 +220,7 @@ def validate(
         for a in manifest.artifacts:
             status = (a.validation or {}).get("status", "?")
             typer.echo(f"{a.variant:18} {status:7} {(a.validation or {}).get('reason', '')}")
-    raise typer.Exit(exit_codes.VALIDATION_FAILED if failed else exit_codes.OK)
+    raise typer.Exit(int(ExitCode.VALIDATION_FAILED if failed else ExitCode.OK))
 
 
 @app.command()

@@ -7,11 +7,34 @@ permissive licences, skip gated/private/opted-out repos, publish nothing bigger 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 
 import yaml
 
 from engine.errors import BadInput
+from engine.variants import REPO_TARGETS, PublishTarget, parse_variant_names
+
+
+class PublishMode(Enum):
+    """What `--publish` / `publish.mode` asks for: which targets a run publishes to."""
+
+    NONE = ("none", ())
+    PR = ("pr", (PublishTarget.PR,))
+    REPO = ("repo", REPO_TARGETS)
+    ALL = ("all", (PublishTarget.PR, *REPO_TARGETS))
+
+    def __init__(self, key: str, targets: tuple[PublishTarget, ...]) -> None:
+        self.key = key
+        self.targets = targets
+
+    @classmethod
+    def parse(cls, key: str) -> PublishMode:
+        for mode in cls:
+            if mode.key == key:
+                return mode
+        raise BadInput(f"--publish must be one of {', '.join(m.key for m in cls)}, not {key!r}")
+
 
 DEFAULT_VARIANTS = {
     "pr": ["original", "original-full"],
@@ -67,7 +90,7 @@ class PolicyConfig:
 @dataclass
 class PublishConfig:
     namespace: str = ""  # empty: the token's own user
-    mode: str = "repo"  # pr | repo | none: the default of `bot convert` for Hub sources
+    mode: str = "repo"  # pr | repo | all | none: what the scheduled run publishes
     pr_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["pr"]))
     gguf_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["gguf"]))
     torchao_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["torchao"]))
@@ -75,6 +98,26 @@ class PublishConfig:
     # Validation grid PNG in the repo cards (LCM sources with a VAE; engine.grid): one VAE
     # decode per variant, seconds each on a CPU, so off unless asked for.
     grid: bool = False
+
+    def variants_for(self, target: PublishTarget) -> list[str]:
+        """The configured variant names of one publish target (`<target>_variants`)."""
+        return list(getattr(self, f"{target.key}_variants"))
+
+    def check(self, where: str) -> None:
+        PublishMode.parse(self.mode)
+        for target in PublishTarget:
+            names = self.variants_for(target)
+            if names:
+                parse_variant_names(names)  # unknown names are errors here, not at publish time
+            wrong = [n for n in names if n != "all" and _target_of(n) is not target]
+            if wrong:
+                raise BadInput(f"{where}: {target.key}_variants lists {wrong}, which go elsewhere")
+
+
+def _target_of(name: str) -> PublishTarget:
+    from engine.variants import VARIANTS
+
+    return VARIANTS[name].target
 
 
 @dataclass
@@ -121,9 +164,11 @@ def load_config(path: Path | str | None) -> BotConfig:
     unknown = sorted(set(raw) - {"scan", "policy", "publish", "budget"})
     if unknown:
         raise BadInput(f"{path}: unknown section(s) {unknown}")
-    return BotConfig(
+    config = BotConfig(
         scan=_section(ScanConfig, raw.get("scan"), f"{path}: scan"),
         policy=_section(PolicyConfig, raw.get("policy"), f"{path}: policy"),
         publish=_section(PublishConfig, raw.get("publish"), f"{path}: publish"),
         budget=_section(BudgetConfig, raw.get("budget"), f"{path}: budget"),
     )
+    config.publish.check(f"{path}: publish")
+    return config

@@ -11,12 +11,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.config import load_config
+from bot.config import PublishMode, load_config
 from bot.hubclient import hub_for
+from bot.job import JobRequest, run_job
 from bot.plan import make_plan
 from bot.seed import demo_config, seeded_hub
 from bot.settings import load_settings
-from bot.workflow import run_hub_convert
 
 
 @dataclass
@@ -41,19 +41,18 @@ class RoundReport:
 def run_round(title: str, config_path: Path, out_root: Path) -> RoundReport:
     settings = load_settings()
     config = load_config(config_path)
-    plan = make_plan(hub_for(settings, config.scan.max_calls, config.budget.max_minutes), config)
+    hub = hub_for(settings, config.scan.max_calls, config.budget.max_minutes)
+    plan = make_plan(hub, config)
     report = RoundReport(title)
     for entry in plan.entries:
-        result = run_hub_convert(
+        request = JobRequest(
             entry["repo_id"],
-            "auto",
             out_root / entry["repo_id"].replace("/", "__"),
-            entry["revision"],
-            config.publish.mode,
-            False,
-            config_path,
-            True,
+            variants="auto",
+            publish=PublishMode.parse(config.publish.mode),
+            revision=entry["revision"],
         )
+        result = run_job(request, config, hub)
         failed = result.failed()
         if failed:
             report.rows.append((entry["repo_id"], "validation failed", ", ".join(failed)))

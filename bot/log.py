@@ -22,7 +22,7 @@ def register_secret(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    for secret in _secrets:
+    for secret in sorted(_secrets, key=len, reverse=True):  # a longer form first
         text = text.replace(secret, "***")
     return _TOKEN_PATTERN.sub("hf_***", text)
 

@@ -7,14 +7,18 @@ listed as deferred (the next scheduled run picks them up).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bot.config import BotConfig
+from bot.choice import choose_variants
+from bot.config import BotConfig, PublishMode
 from bot.hubclient import Hub
+from bot.job import bot_identity, pending_targets
 from bot.scan import scan
-from bot.workflow import MODES, bot_identity, choose_variants, pending_targets
 
 MAX_MATRIX = 256
+MAX_CHUNKS = 4  # the workflow has this many fan-out jobs (4 x 256 repos per run at most)
 
 
 @dataclass
@@ -37,34 +41,30 @@ class Plan:
         }
 
 
-def make_plan(hub: Hub, config: BotConfig, mode: str | None = None) -> Plan:
-    mode = mode or config.publish.mode
-    bot_user, namespace = bot_identity(hub, config)
+def make_plan(hub: Hub, config: BotConfig, mode: PublishMode | None = None) -> Plan:
+    mode = mode or PublishMode.parse(config.publish.mode)
+    me = bot_identity(hub, config)
     plan = Plan()
-    for candidate in scan(hub, config, namespace):
+    for candidate in scan(hub, config, me.namespace):
         row = {"repo_id": candidate.repo_id, "revision": candidate.sha}
         if not candidate.supported:
             plan.skipped.append({**row, "reason": candidate.reason})
             continue
-        kinds = MODES.get(mode, ())
-        per_kind = choose_variants("auto", kinds, candidate, config)
-        targets = list(pending_targets(hub, candidate, kinds, per_kind, bot_user, namespace))
+        choice = choose_variants("auto", mode, candidate.has_full_pipeline, config)
+        targets = pending_targets(hub, candidate, choice, mode, me)
         if not targets:
             plan.done.append({**row, "reason": "already published for this revision"})
         elif len(plan.entries) >= config.budget.max_repos:
             plan.deferred.append({**row, "reason": "run budget (max_repos) reached"})
         else:
-            plan.entries.append({**row, "kind": candidate.kind, "targets": ",".join(targets)})
+            kind = candidate.kind.value if candidate.kind else ""
+            keys = ",".join(t.key for t in targets)
+            plan.entries.append({**row, "kind": kind, "targets": keys})
     return plan
 
 
-MAX_CHUNKS = 4  # the workflow has this many fan-out jobs (4 x 256 repos per run at most)
-
-
-def write_github_output(plan: Plan, path) -> None:
+def write_github_output(plan: Plan, path: Path) -> None:
     """`chunk_0..chunk_3` (matrix JSON or empty), `count` and `has_work` for the workflow."""
-    import json
-
     chunks = plan.chunks()
     if len(chunks) > MAX_CHUNKS:
         overflow = [e for c in chunks[MAX_CHUNKS:] for e in c["include"]]

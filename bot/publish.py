@@ -16,9 +16,10 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
 from bot.cards import CardContext, render_pr_description, render_repo_card
 from bot.hubclient import Hub
-from bot.state import PR_TITLE_PREFIX, Target, pr_done, published_revision
+from bot.state import PR_TITLE_PREFIX, Target, bot_prs, check_owned, published_state
 from engine.errors import ValidationFailed
 from engine.manifest import Artifact, Manifest
+from engine.variants import VARIANTS, PublishTarget
 
 log = logging.getLogger("unetbot.publish")
 
@@ -48,7 +49,7 @@ class PublishPlan:
 
     def to_dict(self) -> dict:
         return {
-            "target": self.target.kind,
+            "target": self.target.kind.key,
             "repo_id": self.target.repo_id,
             "create_pr": self.create_pr,
             "title": self.title,
@@ -64,14 +65,13 @@ def _require_passed(artifacts: list[Artifact]) -> None:
         raise ValidationFailed(f"refusing to publish artifacts that did not pass: {failed}")
 
 
-def plan_pr(
-    ctx: CardContext, out_dir: Path, artifacts: list[Artifact], has_full: bool
-) -> PublishPlan:
+def plan_pr(ctx: CardContext, out_dir: Path, artifacts: list[Artifact]) -> PublishPlan:
     """A PR on the source repo adding the original-format file(s) at the repo root."""
     _require_passed(artifacts)
     uploads = [Upload(Path(a.path).name, out_dir / a.path) for a in artifacts]
+    has_full = any(VARIANTS[a.variant].full_checkpoint for a in artifacts)
     return PublishPlan(
-        target=Target("pr", ctx.source_repo),
+        target=Target(PublishTarget.PR, ctx.source_repo),
         create_pr=True,
         title=f"{PR_TITLE_PREFIX} (unetbot, revision {ctx.source_revision[:12]})",
         description=render_pr_description(ctx, artifacts, has_full),
@@ -97,7 +97,7 @@ def plan_repo(
     for a in artifacts:
         for f in a.files:
             uploads.append(Upload(f.path, out_dir / f.path))
-    if target.kind == "gguf":
+    if target.kind is PublishTarget.GGUF:  # diffusers' GGUF loader needs the UNet config
         uploads.append(Upload("unet/config.json", source_root / "unet" / "config.json"))
     if manifest.grid:
         uploads.append(Upload(manifest.grid, out_dir / manifest.grid))
@@ -110,9 +110,10 @@ def plan_repo(
     deletes: list[str] = []
     parent = None
     if hub is not None:
-        published = published_revision(hub, target.repo_id)
+        published = published_state(hub, target.repo_id)
+        check_owned(published, target, ctx.source_repo)
         if published is not None:
-            parent = published[1] or None
+            parent = published.head or None
             existing = hub.call(
                 f"list files of {target.repo_id}", hub.api.list_repo_files, target.repo_id
             )
@@ -121,7 +122,7 @@ def plan_repo(
     return PublishPlan(
         target=target,
         create_pr=False,
-        title=f"unetbot: {target.kind} files for {ctx.source_repo}@{ctx.source_revision[:12]}",
+        title=f"unetbot: {target.kind.key} files for {ctx.source_repo}@{ctx.source_revision[:12]}",
         description=f"Source: {ctx.source_repo} at {ctx.source_revision}",
         uploads=uploads,
         deletes=deletes,
@@ -134,14 +135,15 @@ def plan_repo(
 def _already_published(hub: Hub, plan: PublishPlan, bot_user: str) -> str | None:
     """URL of what an earlier attempt (or a killed run) already published for this revision."""
     if plan.create_pr:
-        pr = pr_done(hub, plan.target.repo_id, plan.source_revision, bot_user)
+        prs = bot_prs(hub, plan.target.repo_id, bot_user)
+        pr = next((p for p in prs if p.revision == plan.source_revision), None)
         if pr is None:
             return None
         return f"{hub.settings.endpoint}/{plan.target.repo_id}/discussions/{pr.num}"
-    published = published_revision(hub, plan.target.repo_id)
-    if published is None or published[0] != plan.source_revision:
+    published = published_state(hub, plan.target.repo_id)
+    if published is None or published.source_revision != plan.source_revision:
         return None
-    return f"{hub.settings.endpoint}/{plan.target.repo_id}/commit/{published[1]}"
+    return f"{hub.settings.endpoint}/{plan.target.repo_id}/commit/{published.head}"
 
 
 def execute(hub: Hub, plan: PublishPlan, bot_user: str) -> str:

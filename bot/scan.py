@@ -15,10 +15,11 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 
 from bot.config import BotConfig
-from bot.hubclient import BudgetExhausted, Hub
+from bot.hubclient import Hub
 from bot.policy import RepoFacts, licence_of, policy_skip, size_skip
 from bot.repo_files import bytes_matching, has_component, has_pickle_only, weight_files
-from engine.classify import classify_unet
+from engine.classify import ModelKind, classify_unet
+from engine.errors import BudgetExhausted, ExitCode
 
 log = logging.getLogger("unetbot.scan")
 
@@ -29,8 +30,8 @@ class Candidate:
     sha: str
     status: str  # "supported" | "skipped"
     reason: str
-    kind: str = ""
-    refusal: str = "policy"  # why skipped: "policy" | "unsupported" | "bad_input"
+    kind: ModelKind | None = None
+    refusal: ExitCode = ExitCode.POLICY_SKIPPED  # why skipped: policy, unsupported, bad input
     licence: str | None = None
     unet_bytes: int = 0
     has_full_pipeline: bool = False
@@ -41,10 +42,16 @@ class Candidate:
     def supported(self) -> bool:
         return self.status == "supported"
 
+    @property
+    def is_lcm(self) -> bool:
+        return self.kind is ModelKind.SD15_LCM
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("files")
         d.pop("card_data")
+        d["kind"] = self.kind.value if self.kind else ""
+        d["refusal"] = self.refusal.label
         return d
 
 
@@ -89,11 +96,11 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
         return candidate
     if has_pickle_only(facts.files, "unet"):
         candidate.reason = "pickle-only UNet weights (.bin); unetbot never unpickles Hub files"
-        candidate.refusal = "bad_input"
+        candidate.refusal = ExitCode.BAD_INPUT
         return candidate
     if weight_files(facts.files, "unet") is None:
         candidate.reason = "no UNet safetensors weights"
-        candidate.refusal = "bad_input"
+        candidate.refusal = ExitCode.BAD_INPUT
         return candidate
     config_path = hub.call(
         f"download {facts.repo_id}/unet/config.json",
@@ -109,13 +116,13 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
         unet_config = json.loads(Path(config_path).read_text())
     except (OSError, ValueError) as exc:
         candidate.reason = f"unet/config.json is not valid JSON ({exc})"
-        candidate.refusal = "bad_input"
+        candidate.refusal = ExitCode.BAD_INPUT
         return candidate
     classification = classify_unet(unet_config)
-    candidate.kind = classification.kind.value
+    candidate.kind = classification.kind
     if not classification.supported:
         candidate.reason = classification.reason
-        candidate.refusal = "unsupported"
+        candidate.refusal = ExitCode.UNSUPPORTED
         return candidate
     candidate.has_full_pipeline = has_component(facts.files, "vae") and has_component(
         facts.files, "text_encoder"

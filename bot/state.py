@@ -8,33 +8,55 @@
 Because the commit that publishes is atomic and carries the marker, a run killed at any point
 either left nothing (the rerun publishes) or left the marker (the rerun skips): exactly one PR /
 one commit per (source revision, target).
+
+Repo names (the naming rule, README "Publishing"): `{namespace}/{owner}__{name}{suffix}`, so
+`alice/foo` and `bob/foo` never share a repo. Names longer than the Hub's 96 characters keep a
+prefix of the name plus 8 hex digits of the source id's sha256. As a second guard, the bot never
+publishes into a repo whose card records another source repo.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
-from huggingface_hub.errors import RepositoryNotFoundError
-
 from bot.cards import pr_marker
 from bot.hubclient import Hub
+from engine.errors import HubNotFound, PolicySkipped
+from engine.variants import PublishTarget
 
 log = logging.getLogger("unetbot.state")
 PR_TITLE_PREFIX = "Add original-format single-file checkpoint"
+MAX_REPO_NAME = 96  # huggingface_hub validate_repo_id: 1..96 characters
 
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # "pr" | "gguf" | "torchao" | "quanto"
-    repo_id: str  # the source repo for "pr", else the repo to publish into
+    """One place to publish: the source repo (a PR) or a repo of the bot's namespace."""
+
+    kind: PublishTarget
+    repo_id: str
+
+    def describe(self) -> str:
+        return f"{self.kind.key}: {self.repo_id}"
 
 
-REPO_SUFFIX = {"gguf": "-GGUF", "torchao": "-torchao-int8", "quanto": "-quanto"}
+def target_repo(kind: PublishTarget, source_repo: str, namespace: str) -> str:
+    """The bot's repo for `kind` files of `source_repo` (the naming rule of the module doc)."""
+    if kind.is_pr:
+        return source_repo
+    owner, _, name = source_repo.partition("/")
+    base = f"{owner}__{name}"
+    if len(base) + len(kind.repo_suffix) > MAX_REPO_NAME:
+        digest = hashlib.sha256(source_repo.encode()).hexdigest()[:8]
+        keep = MAX_REPO_NAME - len(kind.repo_suffix) - len(digest) - 1
+        base = f"{base[:keep].rstrip('-._')}-{digest}"
+    return f"{namespace}/{base}{kind.repo_suffix}"
 
 
-def target_repo(kind: str, source_repo: str, namespace: str) -> str:
-    return f"{namespace}/{source_repo.split('/')[-1]}{REPO_SUFFIX[kind]}"
+def target_for(kind: PublishTarget, source_repo: str, namespace: str) -> Target:
+    return Target(kind, target_repo(kind, source_repo, namespace))
 
 
 @dataclass(frozen=True)
@@ -78,23 +100,73 @@ def _marked_revision(text: str, source_repo: str) -> str:
     return ""
 
 
-def pr_done(hub: Hub, source_repo: str, revision: str, bot_user: str) -> BotPR | None:
-    return next((p for p in bot_prs(hub, source_repo, bot_user) if p.revision == revision), None)
+@dataclass(frozen=True)
+class Published:
+    """What a bot repo's card says it holds, and the repo's head commit."""
+
+    source_repo: str
+    source_revision: str
+    head: str
 
 
-def published_revision(hub: Hub, repo_id: str) -> tuple[str, str] | None:
-    """(source revision in the card, repo head sha) of a published repo, or None if absent."""
+def published_state(hub: Hub, repo_id: str) -> Published | None:
+    """The card's record of a published repo, or None when the repo does not exist."""
     try:
         info = hub.call(f"model_info {repo_id}", hub.api.model_info, repo_id)
-    except RepositoryNotFoundError:
+    except HubNotFound:
         return None
     card = info.card_data.to_dict() if info.card_data is not None else {}
-    meta = card.get("unetbot") or {}
-    return (str(meta.get("source_revision", "")), info.sha or "")
+    meta = card.get("unetbot") if isinstance(card.get("unetbot"), dict) else {}
+    return Published(
+        str(meta.get("source_repo", "")), str(meta.get("source_revision", "")), info.sha or ""
+    )
 
 
-def target_done(hub: Hub, target: Target, source_repo: str, revision: str, bot_user: str) -> bool:
-    if target.kind == "pr":
-        return pr_done(hub, source_repo, revision, bot_user) is not None
-    published = published_revision(hub, target.repo_id)
-    return published is not None and published[0] == revision
+def check_owned(published: Published | None, target: Target, source_repo: str) -> None:
+    """Refuse to publish into a repo that records another source (or none: not ours)."""
+    if published is not None and published.source_repo != source_repo:
+        recorded = published.source_repo or "no unetbot source"
+        raise PolicySkipped(
+            f"{target.repo_id} exists and records {recorded!r}, not {source_repo!r}: "
+            "refusing to publish into it"
+        )
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """Whether a target already has this source revision, and the bot's open PRs to close."""
+
+    done: bool
+    superseded_prs: tuple[int, ...] = ()
+
+
+def target_state(
+    hub: Hub, target: Target, source_repo: str, revision: str, bot_user: str
+) -> TargetState:
+    if target.kind.is_pr:
+        prs = bot_prs(hub, source_repo, bot_user)
+        done = any(p.revision == revision for p in prs)
+        stale = tuple(p.num for p in prs if p.status == "open" and p.revision != revision)
+        # Only superseded once a PR for this revision exists (it may be the one about to open).
+        return TargetState(done, stale if done else ())
+    published = published_state(hub, target.repo_id)
+    check_owned(published, target, source_repo)
+    return TargetState(published is not None and published.source_revision == revision)
+
+
+def close_superseded_prs(
+    hub: Hub, repo: str, numbers: tuple[int, ...], revision: str, by_url: str = ""
+) -> None:
+    """Close the bot's still-open PRs made for older revisions (idempotent: a closed PR is not
+    in the list the next time). Runs whenever the bot sees them, so a run killed between
+    opening the new PR and closing the old one is repaired by the next run."""
+    for num in numbers:
+        hub.call(
+            f"close superseded PR #{num}",
+            hub.api.change_discussion_status,
+            repo,
+            num,
+            "closed",
+            comment=f"Superseded{f' by {by_url}' if by_url else ''} (source revision "
+            f"{revision[:12]}).",
+        )

@@ -128,6 +128,22 @@ class BudgetExhausted(HubError):
     """The run's Hub call, time or download budget is spent; the rest waits for the next run."""
 
 
+class HubNotFound(HubError):
+    """The repo, revision or file does not exist (or is private and invisible to this token)."""
+
+
+class HubAccessDenied(HubError):
+    """The token is missing, invalid or lacks the rights (401/403, gated repo)."""
+
+
+class HubConflict(HubError):
+    """The Hub refused a write that raced another one (409, 412 stale parent commit)."""
+
+
+class HubRateLimited(HubError):
+    """The Hub kept answering 429 beyond the retries this run allows."""
+
+
 # ---------------------------------------------------------------- policy (6)
 
 

@@ -1,7 +1,7 @@
 """Consumer rules a GGUF must meet to load in ComfyUI-GGUF, stable-diffusion.cpp and diffusers.
 
 Checked on the file as read back by `gguf.GGUFReader`, independently of how it was written.
-Sources of each rule (read in those projects' loaders; see ../shared/reference/formats.md 4, 8):
+Sources of each rule (read in those projects' loaders and checked by running them):
 - ComfyUI-GGUF `loader.py`: `general.architecture` must be a known string (`sd1`) or absent;
   names with or without `model.diffusion_model.`; its tools allow names up to 127 characters.
 - stable-diffusion.cpp `model.cpp`: natural shapes only; missing tensors and wrong shapes are

@@ -9,8 +9,10 @@ from huggingface_hub import ModelCard
 from bot.cards import CardContext, md, render_pr_description, render_repo_card
 from bot.config import PolicyConfig, load_config
 from bot.policy import RepoFacts, licence_of, policy_skip
+from engine.classify import ModelKind
 from engine.errors import BadInput
 from engine.manifest import Artifact, Manifest
+from engine.variants import PublishTarget
 
 EVIL = "evil/<script>alert(1)</script>`| [x](http://e) ---\nlicense: mit"
 
@@ -37,7 +39,7 @@ def _artifact(variant: str, path: str, **details) -> Artifact:
 
 
 def _ctx(repo: str = "alice/model", licence: str | None = "creativeml-openrail-m") -> CardContext:
-    return CardContext(repo, "a" * 40, "sd15-lcm", licence, {}, ["LICENSE"], "http://hub")
+    return CardContext(repo, "a" * 40, ModelKind.SD15_LCM, licence, {}, ["LICENSE"], "http://hub")
 
 
 def test_repo_card_parses_and_carries_provenance():
@@ -52,7 +54,9 @@ def test_repo_card_parses_and_carries_provenance():
         ),
         _artifact("gguf-full-q8_0", "m-full-Q8_0.gguf", gguf_type="Q8_0", full_checkpoint=True),
     ]
-    text = render_repo_card(_ctx(), "gguf", "bot/m-GGUF", Manifest(source={}), artifacts)
+    text = render_repo_card(
+        _ctx(), PublishTarget.GGUF, "bot/m-GGUF", Manifest(source={}), artifacts
+    )
     card = ModelCard(text)
     assert card.data.base_model == "alice/model"
     assert card.data.base_model_relation == "quantized"
@@ -72,10 +76,10 @@ def test_validation_grid_is_shown_and_uploaded_only_when_made(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text("{}")
-    target = Target("gguf", "bot/m-GGUF")
+    target = Target(PublishTarget.GGUF, "bot/m-GGUF")
     for grid in ("", "validation-grid.png"):
         manifest = Manifest(source={}, artifacts=artifacts, grid=grid)
-        text = render_repo_card(_ctx(), "gguf", "bot/m-GGUF", manifest, artifacts)
+        text = render_repo_card(_ctx(), PublishTarget.GGUF, "bot/m-GGUF", manifest, artifacts)
         plan = plan_repo(None, _ctx(), target, tmp_path, manifest, artifacts, tmp_path)
         uploads = {u.path_in_repo for u in plan.uploads}
         assert ("![validation grid" in text) == bool(grid)
@@ -87,7 +91,7 @@ def test_validation_grid_is_shown_and_uploaded_only_when_made(tmp_path):
 def test_source_text_is_escaped_everywhere():
     ctx = _ctx(EVIL, licence=EVIL)
     artifacts = [_artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0")]
-    text = render_repo_card(ctx, "gguf", "bot/m-GGUF", Manifest(source={}), artifacts)
+    text = render_repo_card(ctx, PublishTarget.GGUF, "bot/m-GGUF", Manifest(source={}), artifacts)
     card = ModelCard(text)
     assert card.data.base_model == EVIL  # front matter is data, dumped safely
     assert card.data.license == EVIL

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from bot.config import load_config
+from bot.config import PublishMode, load_config
 from bot.demo import run_round
 from bot.hubclient import Hub
+from bot.job import JobRequest, run_job
 from bot.plan import make_plan
 from bot.settings import load_settings
-from bot.workflow import run_hub_convert
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,9 +73,9 @@ def test_demo_scenario_publishes_once_and_explains_every_skip(seeded_hub, tmp_pa
 
     # New repos: weights on main, card with base_model + quantized relation + source revision.
     for repo in (
-        "unetbot/tiny-lcm-GGUF",
-        "unetbot/tiny-lcm-torchao-int8",
-        "unetbot/tiny-lcm-quanto",
+        "unetbot/alice__tiny-lcm-GGUF",
+        "unetbot/alice__tiny-lcm-torchao-int8",
+        "unetbot/alice__tiny-lcm-quanto",
     ):
         card = _card(seeded_hub, repo)
         assert card.data.base_model == "alice/tiny-lcm"
@@ -85,10 +85,11 @@ def test_demo_scenario_publishes_once_and_explains_every_skip(seeded_hub, tmp_pa
             card.data.to_dict()["unetbot"]["source_revision"] == seeded_hub.repos["alice/tiny-lcm"]
         )
         assert "cond_proj" in card.text  # LCM note
-    gguf_files = set(api.list_repo_files("unetbot/tiny-sd15-GGUF"))
+    gguf_files = set(api.list_repo_files("unetbot/alice__tiny-sd15-GGUF"))
     assert {"tiny-sd15-Q8_0.gguf", "tiny-sd15-full-Q8_0.gguf", "LICENSE", "README.md"} <= gguf_files
     commits_before = {
-        r: _commits(api, r) for r in ("unetbot/tiny-lcm-GGUF", "unetbot/tiny-sd15-quanto")
+        r: _commits(api, r)
+        for r in ("unetbot/alice__tiny-lcm-GGUF", "unetbot/alice__tiny-sd15-quanto")
     }
 
     second = run_round("second", seeded_hub.config_path, tmp_path / "out2")
@@ -102,9 +103,10 @@ def test_demo_scenario_publishes_once_and_explains_every_skip(seeded_hub, tmp_pa
 def _convert(
     seeded_hub, repo: str, publish: str, out: Path, variants: str = "auto", grid: bool = False
 ):
-    return run_hub_convert(
-        repo, variants, out, None, publish, False, seeded_hub.config_path, True, grid
+    request = JobRequest(
+        repo, out, variants=variants, publish=PublishMode.parse(publish), grid=grid
     )
+    return run_job(request, load_config(seeded_hub.config_path), Hub(load_settings()))
 
 
 def test_commit_applied_but_answer_lost_is_not_repeated(seeded_hub, tmp_path):
@@ -178,21 +180,25 @@ def test_new_source_revision_is_picked_up_and_supersedes(seeded_hub, tmp_path):
     assert second.exit_code == 0
     prs = sorted(_bot_prs(api, "alice/tiny-lcm"), key=lambda d: d.num)
     assert [p.status for p in prs] == ["closed", "open"]  # the old PR is superseded
-    card = _card(seeded_hub, "unetbot/tiny-lcm-GGUF")
+    card = _card(seeded_hub, "unetbot/alice__tiny-lcm-GGUF")
     assert card.data.to_dict()["unetbot"]["source_revision"] == new_sha
 
 
 def test_validation_failure_publishes_nothing(seeded_hub, tmp_path, monkeypatch):
-    import engine.thresholds as thresholds
+    import dataclasses
 
-    strict = thresholds.Threshold(1.01, 0.0, 0.0)  # no quantized file can meet this
-    monkeypatch.setitem(thresholds.THRESHOLDS, "Q8_0", strict)
+    from engine.thresholds import Threshold
+    from engine.variants import VARIANTS
+
+    strict = Threshold(1.01, 0.0, 0.0)  # no quantized file can meet this
+    patched = dataclasses.replace(VARIANTS["gguf-q8_0"], threshold=strict)
+    monkeypatch.setitem(VARIANTS, "gguf-q8_0", patched)
     api = seeded_hub.owner_api()
     result = _convert(seeded_hub, "alice/tiny-sd15", "repo", tmp_path / "out", variants="gguf-q8_0")
     assert result.exit_code == 4
     assert result.failed() == ["gguf-q8_0"]
     assert result.published == []
-    assert "unetbot/tiny-sd15-GGUF" not in {m.id for m in api.list_models(author="unetbot")}
+    assert "unetbot/alice__tiny-sd15-GGUF" not in {m.id for m in api.list_models(author="unetbot")}
 
 
 @pytest.mark.parametrize(
@@ -238,6 +244,6 @@ def test_grid_is_published_with_the_repo_card(seeded_hub, tmp_path):
         seeded_hub, "alice/tiny-lcm-pipeline", "repo", tmp_path / "out", "gguf-q8_0", grid=True
     )
     assert result.exit_code == 0, result.summary()
-    repo = "unetbot/tiny-lcm-pipeline-GGUF"
+    repo = "unetbot/alice__tiny-lcm-pipeline-GGUF"
     assert "validation-grid.png" in set(api.list_repo_files(repo))
     assert "](validation-grid.png)" in _card(seeded_hub, repo).text

@@ -1,16 +1,18 @@
-"""The bot's Hub client: retries with backoff (Retry-After honoured) and run budgets."""
+"""The bot's Hub client: retries with backoff (Retry-After honoured), run budgets, and every
+failure translated into the project's typed errors at this one door."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
 from huggingface_hub import constants
-from huggingface_hub.errors import HfHubHTTPError
 
 from bot.hub import start_hub
-from bot.hubclient import BudgetExhausted, Hub
+from bot.hubclient import Hub
 from bot.settings import Settings
+from engine.errors import BudgetExhausted, ExitCode, HubError, HubNotFound, LocalIOError
 
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 constants.HF_HUB_DISABLE_XET = True
@@ -56,18 +58,41 @@ def test_429_and_5xx_are_retried_honouring_retry_after(local_hub):
     assert len(slept) == 2 and hub.calls == 3
 
 
-def test_client_errors_are_not_retried(local_hub):
+def test_client_errors_are_not_retried_and_become_typed_errors(local_hub):
     hub, slept = _hub(local_hub)
-    with pytest.raises(HfHubHTTPError):
-        hub.call("model_info", hub.api.model_info, "unetbot-local/absent")
+    with pytest.raises(HubNotFound, match="model_info unetbot-local/absent: HTTP 404") as err:
+        hub.call("model_info unetbot-local/absent", hub.api.model_info, "unetbot-local/absent")
+    assert err.value.exit_code is ExitCode.HUB_ERROR
     assert slept == [] and hub.calls == 1
+
+
+def test_negative_retry_after_is_clamped(local_hub):
+    hub, slept = _hub(local_hub)
+    hub.api.create_repo("unetbot-local/m")
+    local_hub.state.faults.set(
+        [{"kind": "status", "status": 429, "retry_after": -5, "path": "/api/models/", "calls": [1]}]
+    )
+    assert hub.call("model_info", hub.api.model_info, "unetbot-local/m").id == "unetbot-local/m"
+    assert slept == [0.0]
+
+
+def test_local_disk_errors_are_not_retried():
+    hub = Hub(Settings("http://127.0.0.1:9", None, None, None), sleep=lambda s: None)
+
+    def full_disk():
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/blob")
+
+    with pytest.raises(LocalIOError, match="disk is full") as err:
+        hub.call("download", full_disk)
+    assert err.value.exit_code is ExitCode.LOCAL_IO
+    assert hub.calls == 1
 
 
 def test_persistent_failure_gives_up_after_max_attempts(local_hub):
     hub, slept = _hub(local_hub, max_attempts=3)
     hub.api.create_repo("unetbot-local/m")
     local_hub.state.faults.set([{"kind": "status", "status": 502, "path": "/api/models/"}])
-    with pytest.raises(HfHubHTTPError):
+    with pytest.raises(HubError, match="HTTP 502"):
         hub.call("model_info", hub.api.model_info, "unetbot-local/m")
     assert len(slept) == 2 and slept[1] == 2 * slept[0]  # exponential backoff
 

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from bot.plan import MAX_CHUNKS, MAX_MATRIX, Plan, write_github_output
+from engine.variants import PublishTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "bot.yml"
@@ -404,9 +405,9 @@ def test_scheduled_run_plans_converts_publishes_and_reports(world):
     api = world.api()
     for repo in ("alice/tiny-lcm", "alice/tiny-sd15"):
         assert len(world.bot_prs(repo)) == 1
-        for kind in ("gguf", "quanto"):
+        for kind in (PublishTarget.GGUF, PublishTarget.QUANTO):
             assert api.repo_exists(target_repo(kind, repo, "unetbot"))
-        assert not api.repo_exists(target_repo("torchao", repo, "unetbot"))
+        assert not api.repo_exists(target_repo(PublishTarget.TORCHAO, repo, "unetbot"))
     for repo in ("alice/tiny-sdxl", "alice/tiny-gated", "alice/tiny-optout", "alice/tiny-pickle"):
         assert not world.bot_prs(repo)
 
@@ -437,7 +438,7 @@ def test_dispatch_with_repo_id_skips_scanning(world):
     api = world.api()
     assert len(world.bot_prs("alice/tiny-lcm")) == 1
     assert not world.bot_prs("alice/tiny-sd15")
-    assert not api.repo_exists(target_repo("gguf", "alice/tiny-lcm", "unetbot"))
+    assert not api.repo_exists(target_repo(PublishTarget.GGUF, "alice/tiny-lcm", "unetbot"))
 
     # A dry run of an unsupported repo: the job succeeds, the summary says why nothing happened.
     dry = world.run(
@@ -509,7 +510,7 @@ def test_run_steps_are_thin_and_inputs_never_reach_scripts_directly():
             assert "HF_TOKEN" not in script, f"{job_id}: a script touches the token"
             if "HF_TOKEN" in step.get("env", {}):
                 assert step["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
-                assert ("bot plan" in script) or ("bot.ci convert" in script), step
+                assert ("bot plan" in script) or ("bot actions convert" in script), step
     assert "HF_TOKEN" not in json.dumps(workflow.get("env", {}))
     assert all("HF_TOKEN" not in json.dumps(j.get("env", {})) for j in workflow["jobs"].values())
     assert workflow["permissions"] == {"contents": "read"}

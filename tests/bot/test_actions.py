@@ -1,4 +1,4 @@
-"""Unit tests of bot/ci.py: the glue the GitHub Actions workflow calls (no Hub, no torch)."""
+"""The steps the GitHub Actions workflow calls: `bot actions ...` and the stdlib-only summary."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from bot import ci
+from bot import actions
+from bot import actions_summary as summary
+from bot.cli import app
 from bot.plan import MAX_CHUNKS, Plan, write_github_output
+from engine.errors import BadInput, ExitCode
+
+
+def _bot(args: list[str]):
+    return CliRunner().invoke(app, args)
 
 
 def _outputs(path: Path) -> dict[str, str]:
@@ -42,19 +50,19 @@ def _artifact(variant: str, size: int, status: str | None, reason: str = "") -> 
 
 def test_config_precedence(tmp_path):
     (tmp_path / ".github").mkdir()
-    assert ci.resolve_config("", {}, tmp_path) == ""  # no file: built-in defaults
+    assert actions.resolve_config("", {}, tmp_path) == ""  # no file: built-in defaults
     (tmp_path / ".github" / "unetbot.yml").write_text("publish: {mode: pr}\n")
-    assert ci.resolve_config("", {}, tmp_path) == str(tmp_path / ".github" / "unetbot.yml")
-    assert ci.resolve_config("", {"UNETBOT_CONFIG": "env.yml"}, tmp_path) == "env.yml"
-    assert ci.resolve_config(" var.yml ", {"UNETBOT_CONFIG": "env.yml"}, tmp_path) == "var.yml"
-    assert ci.resolve_config("  ", {"UNETBOT_CONFIG": ""}, tmp_path).endswith("unetbot.yml")
+    assert actions.resolve_config("", {}, tmp_path) == str(tmp_path / ".github" / "unetbot.yml")
+    assert actions.resolve_config("", {"UNETBOT_CONFIG": "env.yml"}, tmp_path) == "env.yml"
+    assert actions.resolve_config(" var.yml ", {"UNETBOT_CONFIG": "env.yml"}, tmp_path) == "var.yml"
+    assert actions.resolve_config("  ", {"UNETBOT_CONFIG": ""}, tmp_path).endswith("unetbot.yml")
 
 
 def test_config_command_writes_github_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("UNETBOT_CONFIG", "/etc/bot.yml")
     github_env = tmp_path / "env"
-    assert ci.main(["config", "--github-env", str(github_env)]) == 0
+    assert _bot(["actions", "config", "--github-env", str(github_env)]).exit_code == 0
     assert github_env.read_text() == "UNETBOT_CONFIG=/etc/bot.yml\n"
 
 
@@ -62,7 +70,7 @@ def test_config_command_writes_github_env(tmp_path, monkeypatch):
 
 
 def test_single_entry_outputs_shape():
-    out = ci.single_entry_outputs("alice/tiny-lcm")
+    out = actions.single_entry_outputs("alice/tiny-lcm")
     assert set(out) == {f"chunk_{i}" for i in range(MAX_CHUNKS)} | {"count", "has_work"}
     assert json.loads(out["chunk_0"]) == {
         "include": [{"repo_id": "alice/tiny-lcm", "revision": "", "kind": "", "targets": ""}]
@@ -76,24 +84,25 @@ def test_single_entry_has_the_same_keys_as_bot_plan(tmp_path):
     planned = tmp_path / "plan"
     write_github_output(Plan(), planned)
     single = tmp_path / "single"
-    assert ci.main(["single-entry", "alice/tiny-lcm", "--github-output", str(single)]) == 0
+    run = _bot(["actions", "single-entry", "alice/tiny-lcm", "--github-output", str(single)])
+    assert run.exit_code == 0
     assert list(_outputs(planned)) == list(_outputs(single))
-    assert ci.MAX_CHUNKS == MAX_CHUNKS
 
 
 @pytest.mark.parametrize("bad", ["", "alice", "alice/", "/x", "a/b/c", "alice/tiny lcm", "a/b\nc"])
-def test_single_entry_rejects_non_repo_ids(bad, tmp_path, capsys):
-    with pytest.raises(ValueError):
-        ci.single_entry_outputs(bad)
+def test_single_entry_rejects_non_repo_ids(bad, tmp_path):
+    with pytest.raises(BadInput):
+        actions.single_entry_outputs(bad)
     target = tmp_path / "out"
-    assert ci.main(["single-entry", bad, "--github-output", str(target)]) == 2
+    run = _bot(["actions", "single-entry", bad, "--github-output", str(target)])
+    assert run.exit_code == 2
     assert not target.exists()  # nothing half-written for the workflow to read
-    assert "not a Hub repo id" in capsys.readouterr().err
+    assert "not a Hub repo id" in run.output
 
 
 def test_append_outputs_refuses_multiline_values(tmp_path):
-    with pytest.raises(ValueError):
-        ci.append_outputs(tmp_path / "o", {"a": "x\nb=y"})
+    with pytest.raises(BadInput):
+        actions.append_outputs(tmp_path / "o", {"a": "x\nb=y"})
 
 
 # --- convert helpers ----------------------------------------------------------------------------
@@ -104,20 +113,21 @@ def test_append_outputs_refuses_multiline_values(tmp_path):
     [("", False), ("false", False), ("False", False), ("true", True), (" TRUE ", True)],
 )
 def test_parse_bool(text, value):
-    assert ci.parse_bool(text) is value
+    assert actions.parse_bool(text) is value
 
 
 def test_parse_bool_rejects_other_text():
-    with pytest.raises(ValueError):
-        ci.parse_bool("maybe")
+    with pytest.raises(BadInput):
+        actions.parse_bool("maybe")
 
 
 def test_skips_do_not_fail_the_job_but_failures_do():
-    assert [ci.job_exit_code(c) for c in range(7)] == [0, 1, 2, 0, 4, 5, 0]
+    codes = [actions.job_exit_code(c) for c in ExitCode]
+    assert codes == [0, 1, 2, 0, 4, 5, 0, 7]
 
 
 def test_slug_is_a_single_path_component():
-    assert ci.slug("alice/tiny-lcm") == "alice__tiny-lcm"
+    assert actions.slug("alice/tiny-lcm") == "alice__tiny-lcm"
 
 
 def test_convert_rejects_unknown_publish_mode(tmp_path, monkeypatch):
@@ -125,8 +135,8 @@ def test_convert_rejects_unknown_publish_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # never contacted
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("UNETBOT_CONFIG", raising=False)
-    code = ci.main(["convert", "alice/x", "--publish", "everything", "--out", str(tmp_path)])
-    assert code == 2
+    run = _bot(["actions", "convert", "alice/x", "--publish", "everything", "--out", str(tmp_path)])
+    assert run.exit_code == 2
     result = json.loads((tmp_path / "alice__x" / "result.json").read_text())
     assert result["exit_code"] == 2 and "everything" in result["error"]
     assert (tmp_path / "alice__x" / "convert.log").is_file()
@@ -147,7 +157,7 @@ def test_summary_table_from_manifests(tmp_path):
             _artifact("quanto-int8", 512, None),
         ],
     )
-    text = ci.summary_markdown([m])
+    text = summary.summary_markdown([m])
     assert "| source repo | revision | variant | size | validation |" in text
     assert "| alice/tiny-lcm | `0123456789ab` | original | 3.4 MB | passed |" in text
     assert "| gguf-q8_0 | 1.8 GB | failed: max abs error \\| 0.5 > 0.1 |" in text
@@ -181,7 +191,7 @@ def test_summary_lines_for_results_and_plan(tmp_path):
             }
         )
     )
-    text = ci.summary_markdown([], paths, [plan])
+    text = summary.summary_markdown([], paths, [plan])
     assert "- ✅ alice/a: published http://hub/alice/a/pr/1" in text
     assert "- ⏭️ alice/b: skipped by policy: gated repo" in text
     assert "- ❌ alice/c: Hub error: 429 Too Many Requests" in text
@@ -197,9 +207,9 @@ def test_summary_lines_for_results_and_plan(tmp_path):
 
 def test_summary_tolerates_missing_and_empty_dirs(tmp_path):
     (tmp_path / "empty").mkdir()
-    manifests, results, plans = ci.collect([tmp_path / "missing", tmp_path / "empty"])
+    manifests, results, plans = summary.collect([tmp_path / "missing", tmp_path / "empty"])
     assert (manifests, results, plans) == ([], [], [])
-    assert "No work this run" in ci.summary_markdown(manifests, results, plans)
+    assert "No work this run" in summary.summary_markdown(manifests, results, plans)
 
 
 def test_summary_survives_unreadable_files(tmp_path):
@@ -208,16 +218,17 @@ def test_summary_survives_unreadable_files(tmp_path):
     bad.write_text("{not json")
     bad_result = tmp_path / "x" / "result.json"
     bad_result.write_text("[]")
-    text = ci.summary_markdown(*ci.collect([tmp_path]))
+    text = summary.summary_markdown(*summary.collect([tmp_path]))
     assert "unreadable manifest" in text and "unreadable result" in text
 
 
 def test_summary_command_runs_without_project_dependencies(tmp_path):
-    """The report job runs `python -m bot.ci summary` with no `pip install`: stdlib only."""
+    """The report job runs `python -m bot.actions_summary` with no `pip install`: stdlib only."""
     code = (
         "import sys, runpy; sys.modules['huggingface_hub'] = None; sys.modules['torch'] = None;"
-        f"sys.argv = ['bot.ci', 'summary', {str(tmp_path / 'nothing')!r}];"
-        "runpy.run_module('bot.ci', run_name='__main__')"
+        "sys.modules['numpy'] = None; sys.modules['yaml'] = None; sys.modules['typer'] = None;"
+        f"sys.argv = ['bot.actions_summary', {str(tmp_path / 'nothing')!r}];"
+        "runpy.run_module('bot.actions_summary', run_name='__main__')"
     )
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
