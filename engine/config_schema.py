@@ -103,7 +103,7 @@ class _Fields:
         if isinstance(value, bool):
             return value
         if isinstance(value, list) and all(isinstance(v, bool) for v in value):
-            return tuple(value)
+            return tuple(value) if any(value) else False
         raise self.fail(key, "true or false")
 
     def str(self, key: str, default: str | None) -> str | None:
@@ -353,9 +353,14 @@ def check_clip_config(config: Mapping, origin: str = "text_encoder/config.json")
     """Type-check a transformers CLIPTextConfig (its defaults for missing fields)."""
     f = _Fields(config, origin)
     architectures = f.raw("architectures", ["CLIPTextModel"])
-    if not isinstance(architectures, list) or len(architectures) != 1:
+    if (
+        not isinstance(architectures, list)
+        or len(architectures) != 1
+        or not isinstance(architectures[0], str)
+        or len(architectures[0]) > 200
+    ):
         raise f.fail("architectures", "a list with one class name")
-    architecture = _Fields({"a": architectures[0]}, origin).str("a", None) or ""
+    architecture = architectures[0]
     hidden = f.int("hidden_size", 512, 1, MAX_WIDTH)
     heads = f.int("num_attention_heads", 8, 1, MAX_WIDTH)
     if hidden % heads:

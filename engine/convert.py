@@ -52,6 +52,11 @@ def source_summary(source: Source, provenance: Provenance) -> dict:
         "license_files": [p.name for p in source.license_files],
         "precision": str(source.precision),
         "files": _files_read(source),
+        "ignored": {
+            c.name: dict(c.ignored)
+            for c in (source.unet, source.vae, source.text_encoder)
+            if c is not None and c.ignored
+        },
         "notes": list(source.notes),
     }
 

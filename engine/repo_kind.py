@@ -93,7 +93,9 @@ class RepoLayout:
         """The typed error a non-convertible layout is refused with (exit 3, or 2 if empty)."""
         if self.kind is RepoKind.NO_MODEL:
             return MissingFile(f"{where}: {self.reason}")
-        return UnsupportedArchitecture(f"{where}: {self.reason}; not an SD1.5-family UNet")
+        return UnsupportedArchitecture(
+            f"{where}: {self.reason}; unetbot converts SD1.5-family UNets only"
+        )
 
 
 def layout_json_files(files: Iterable[str]) -> list[str]:
