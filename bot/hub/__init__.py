@@ -16,9 +16,10 @@ from typing import Any
 
 import uvicorn
 
-from bot.hub.app import HubState, build_app, build_state
+from bot.hub.app import build_app
 from bot.hub.auth import TOKEN_FILE, read_token
-from bot.hub.storage import ServerLock
+from bot.hub.serverlock import ServerLock
+from bot.hub.state import HubState, build_state
 
 __all__ = ["RunningHub", "read_token", "serve", "start_hub"]
 log = logging.getLogger("unetbot.hub")
@@ -67,12 +68,16 @@ def start_hub(
     port: int = 0,
     config: Path | None = None,
     log_level: str = "warning",
+    *,
+    durable: bool = True,
 ) -> RunningHub:
-    """Start a server on `host:port` (0 = a free port) and return once it accepts requests."""
+    """Start a server on `host:port` (0 = a free port) and return once it accepts requests.
+
+    `durable=False` skips fsyncs (tests and benchmarks only)."""
     root = Path(root)
     lock = ServerLock(root)
     try:
-        state = build_state(root, config)
+        state = build_state(root, config, durable=durable)
         server = uvicorn.Server(_config(state, host, port, log_level))
         thread = threading.Thread(target=server.run, name="unetbot-hub", daemon=True)
         thread.start()

@@ -1,116 +1,75 @@
-"""The embedded Hub's ASGI application: server state, dispatch, error mapping, statistics.
+"""The embedded Hub's ASGI application: dispatch, body limits, rate limits, error mapping.
 
-Handlers live in routes_repo.py, routes_files.py, routes_discussions.py and routes_admin.py.
-Non-streaming handlers are plain functions run in a worker thread (they fsync), after the
-request body was read; streaming handlers (LFS upload) are async and read the body themselves.
+Handlers live in routes_repo.py, routes_list.py, routes_files.py, routes_commit.py,
+routes_discussions.py and routes_admin.py. For each request, in order: match the route,
+identify the caller (401 for an unknown token), apply the rate limit of the path's bucket
+(429), refuse anonymous callers of token routes (401) before any body byte is read, read the
+body up to its cap while it streams (413 past it), then run the handler: plain functions in a
+worker thread (they fsync), streaming handlers (LFS upload) on the event loop. Any failure
+becomes a typed answer; the connection is never dropped by an error.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import Counter, deque
-from dataclasses import dataclass, field
-from pathlib import Path
+import re
 from typing import Any
 
-import yaml
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.hub import routes_admin, routes_discussions, routes_files, routes_repo
-from bot.hub.auth import Accounts, UrlSigner
-from bot.hub.discussions import Discussions
-from bot.hub.faults import FaultInjector, FaultMiddleware
+from bot.hub import (
+    routes_admin,
+    routes_commit,
+    routes_discussions,
+    routes_files,
+    routes_list,
+    routes_repo,
+)
+from bot.hub.errors import HttpError, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized
+from bot.hub.faults import FaultMiddleware
 from bot.hub.http import Ctx, Route, error_response, json_response
-from bot.hub.storage import HubError, ObjectStore, RepoStore
+from bot.hub.ratelimit import Decision, bucket_of
+from bot.hub.state import HubState, build_state, load_config
+from engine.errors import LocalIOError
 
+__all__ = ["HubApp", "HubState", "build_app", "build_state", "load_config"]
 log = logging.getLogger("unetbot.hub")
-DEFAULT_MAX_FILE_SIZE = 50 * 1024**3
-MAX_BODY = 256 * 1024**2  # JSON / NDJSON bodies; file contents above 10 MiB go through LFS
 ROUTES: list[Route] = [
     *routes_admin.ROUTES,
+    *routes_list.ROUTES,
     *routes_repo.ROUTES,
     *routes_discussions.ROUTES,
+    *routes_commit.ROUTES,
     *routes_files.ROUTES,
 ]
+_UNSAFE_HEADER_BYTES = re.compile(rb"[^\x20-\x7e\t]")
 
 
-class RequestStats:
-    """Per-route request counters, so tests can prove e.g. that a cached download made no GET."""
-
-    def __init__(self, keep: int = 10_000):
-        self._lock = threading.Lock()
-        self.counts: Counter[tuple[str, str]] = Counter()
-        self.recent: deque[tuple[str, str, int]] = deque(maxlen=keep)
-
-    def record(self, method: str, route: str, path: str, status: int) -> None:
-        with self._lock:
-            self.counts[(method, route)] += 1
-            self.recent.append((method, path, status))
-
-    def count(self, method: str, route: str) -> int:
-        with self._lock:
-            return self.counts[(method, route)]
-
-    def reset(self) -> None:
-        with self._lock:
-            self.counts.clear()
-            self.recent.clear()
+async def read_body(request: Request, cap: int) -> bytearray:
+    """The request body, counted while it streams: 413 as soon as it passes `cap`, whether
+    or not a Content-Length was sent. What is left unread is drained by the server."""
+    length = request.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and int(length) > cap:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {cap} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        if len(body) + len(chunk) > cap:
+            raise PayloadTooLarge(f"request body exceeds the limit of {cap} bytes")
+        body += chunk
+    return body
 
 
-@dataclass
-class HubState:
-    root: Path
-    repos: RepoStore
-    discussions: Discussions
-    accounts: Accounts
-    signer: UrlSigner
-    faults: FaultInjector
-    token: str  # a write token, for in-process callers only; never logged
-    max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    page_size: int = 1000
-    stats: RequestStats = field(default_factory=RequestStats)
-
-
-def load_config(config: Path | None) -> dict[str, Any]:
-    if config is None:
-        return {}
-    data = yaml.safe_load(Path(config).read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{config}: hub config must be a YAML mapping")
-    return data
-
-
-def build_state(root: Path, config: Path | None = None) -> HubState:
-    """Open (or initialise) a root: storage, accounts from config or the local token."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(config)
-    if cfg.get("tokens"):
-        accounts, token = Accounts.from_config(cfg)
-    else:
-        accounts, token = Accounts.local(root)
-    max_size = int(cfg.get("max_file_size", DEFAULT_MAX_FILE_SIZE))
-    objects = ObjectStore(root)
-    repos = RepoStore(root, objects, max_size)
-    return HubState(
-        root=root,
-        repos=repos,
-        discussions=Discussions(repos),
-        accounts=accounts,
-        signer=UrlSigner(root, float(cfg.get("lfs_url_ttl", 3600))),
-        faults=FaultInjector(cfg.get("faults") or []),
-        token=token,
-        max_file_size=max_size,
-        page_size=int(cfg.get("list_page_size", 1000)),
-    )
+def _sanitize_headers(message: Message) -> None:
+    """Last guard: no header leaves with bytes h11 would refuse (it drops the connection)."""
+    message["headers"] = [
+        (k, _UNSAFE_HEADER_BYTES.sub(b"?", v).strip()) for k, v in message.get("headers", [])
+    ]
 
 
 class HubApp:
-    """Dispatch on the raw path, authenticate, run the handler, map errors to typed answers."""
-
     def __init__(self, state: HubState):
         self.state = state
 
@@ -121,32 +80,108 @@ class HubApp:
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         raw_path = raw_path.split("?", 1)[0]
         method = scope["method"]
-        name = "unknown"
+        name, extra = "unknown", {}  # extra: rate-limit headers, sent with any answer
         try:
-            response = None
-            for rt in ROUTES:
-                params = rt.match(method, raw_path)
-                if params is not None:
-                    name = rt.name
-                    response = await self._run(rt, request, params)
-                    break
-            if response is None:
-                response = error_response(HubError("Not Found", status=404))
-        except HubError as err:
+            rt, params = self._match(method, raw_path)
+            name = rt.name if rt else name
+            response = await self._handle(rt, params, request, raw_path, extra)
+        except HttpError as err:
             response = error_response(err)
+        except ClientDisconnect:
+            response = error_response(HttpError("client disconnected", status=400))
+        except LocalIOError as err:
+            log.error("storage error on %s %s: %s", method, raw_path, err)
+            response = error_response(HttpError(str(err), status=507))
         except Exception:
             log.exception("unhandled error on %s %s", method, raw_path)
             response = json_response({"error": "internal server error"}, 500)
+        await self._respond(response, scope, receive, send, method, name, raw_path, extra)
+
+    @staticmethod
+    def _match(method: str, raw_path: str) -> tuple[Route | None, dict[str, str]]:
+        for rt in ROUTES:
+            params = rt.match(method, raw_path)
+            if params is not None:
+                return rt, params
+        return None, {}
+
+    async def _handle(
+        self,
+        rt: Route | None,
+        params: dict[str, str],
+        request: Request,
+        raw_path: str,
+        extra: dict[str, str],
+    ) -> Any:
+        """The response to one request; raises HttpError for refusals."""
+        hub = self.state
+        bucket = bucket_of(raw_path)
+        try:
+            who = hub.accounts.principal(request.headers.get("authorization"))
+        except Unauthorized:
+            if bucket is not None:
+                hub.stats.record_bucket(bucket, throttled=False)
+            raise
+        if bucket is not None:
+            decision = self._rate_limit(bucket, who, request)
+            hub.stats.record_bucket(bucket, throttled=decision is not None and not decision.allowed)
+            if decision is not None:
+                extra.update(decision.headers())
+                if not decision.allowed:
+                    raise TooManyRequests(
+                        f"you have reached your '{bucket}' rate limit: {decision.limit} requests"
+                        f" per {decision.window} s; retry after {decision.reset} s"
+                    )
+        if rt is None:
+            raise NotFound("Not Found")
+        if rt.token and who is None:
+            raise Unauthorized("You must be authenticated (a token is required)")
+        ctx = Ctx(request=request, hub=hub, params=params, who=who)
+        if who is not None:
+            log.debug("%s %s by token %s (%s)", request.method, rt.name, who.token_id, who.role)
+        if rt.stream:
+            return await rt.handler(ctx)  # type: ignore[misc]
+        if request.method not in ("GET", "HEAD"):
+            ctx.body = await read_body(request, hub.body_caps[rt.body])
+        return await run_in_threadpool(rt.handler, ctx)
+
+    def _rate_limit(self, bucket: str, who: Any, request: Request) -> Decision | None:
+        limiter = self.state.rate_limiter
+        if limiter is None:
+            return None
+        if who is None:
+            caller, tier = f"ip:{request.client.host if request.client else '?'}", "anonymous"
+        else:
+            caller, tier = f"user:{who.user}", who.plan
+        return limiter.hit(caller, tier, bucket)
+
+    async def _respond(
+        self,
+        response: Response,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+        name: str,
+        raw_path: str,
+        extra: dict[str, str],
+    ) -> None:
         recorded = False
 
         async def send_tracking(message: Message) -> None:
             nonlocal recorded
-            if message["type"] == "http.response.start" and not recorded:
-                # Counted before the client can see the response, so a test that reads the
-                # stats right after a call never races the server; the status is the one
-                # sent (FileResponse turns 200 into 206 for a Range).
-                self.state.stats.record(method, name, raw_path, message["status"])
-                recorded = True
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+                ]
+                _sanitize_headers(message)
+                if not recorded:
+                    # Counted before the client can see the response, so a test that reads
+                    # the stats right after a call never races the server; the status is the
+                    # one sent (FileResponse turns 200 into 206 for a Range).
+                    self.state.stats.record(method, name, raw_path, message["status"])
+                    recorded = True
             await send(message)
 
         try:
@@ -154,19 +189,6 @@ class HubApp:
         finally:
             if not recorded:  # the response failed before it started
                 self.state.stats.record(method, name, raw_path, response.status_code)
-
-    async def _run(self, rt: Route, request: Request, params: dict[str, str]) -> Any:
-        who = self.state.accounts.principal(request.headers.get("authorization"))
-        ctx = Ctx(request=request, hub=self.state, params=params, who=who)
-        if who is not None:
-            log.debug("%s %s by token %s (%s)", request.method, rt.name, who.token_id, who.role)
-        if rt.stream:
-            return await rt.handler(ctx)  # type: ignore[misc]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY:
-            raise HubError("request body too large", status=413)
-        ctx.body = await request.body()
-        return await run_in_threadpool(rt.handler, ctx)
 
 
 def build_app(state: HubState) -> ASGIApp:

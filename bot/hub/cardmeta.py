@@ -1,93 +1,115 @@
 """Model-card metadata: the YAML front matter of README.md.
 
-The Hub derives `cardData`, tags, `library_name` and `pipeline_tag` from this block, and the bot
-reads them back through `model_info`; parsing lives here so commits and the validate-yaml
-endpoint agree on what is valid.
+The Hub derives `cardData`, tags, `library_name` and `pipeline_tag` from this block and the bot
+reads them back through `model_info`; commits and `/api/validate-yaml` both parse it here, so
+they refuse the same READMEs.
+
+- Where the block is: huggingface_hub's own rule, `huggingface_hub.repocard.REGEX_YAML_BLOCK`
+  (the `---` fence at the very start, optionally after whitespace, closed by a line that is
+  `---` plus trailing blanks), as `RepoCard.content` and `metadata_load` apply it. A README with
+  no such block has no metadata; it is not an error.
+- How it is parsed: `yaml.safe_load` semantics (never the unsafe loader), as huggingface_hub;
+  the block must be a mapping (`RepoCard`: "repo card metadata block should be a dict").
+- What this server adds against hostile input: the block is capped at `MAX_YAML_BYTES`, YAML
+  aliases are refused (a few hundred bytes of nested aliases expand to megabytes of JSON on
+  every info call), and nesting deeper than `MAX_DEPTH` is an error, not a crash (libyaml's
+  document builder recurses without limit). Values JSON cannot carry are
+  made JSON-safe the way a JavaScript YAML parser and `JSON.stringify` would (dates become ISO
+  strings, NaN/Infinity become null); binary values are refused.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from typing import Any
 
 import yaml
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
-_FENCE = "---"
+MAX_YAML_BYTES = 128 * 1024
+MAX_DEPTH = 64
 
 
 class CardMetaError(ValueError):
-    """The front matter exists but is not a YAML mapping (the Hub refuses such a README)."""
+    """The front matter exists but the Hub would refuse it (broken YAML, not a mapping...)."""
+
+
+# libyaml's parser when available (the same safe constructor, ~20x faster than pure Python)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_structure(block: str) -> None:
+    """Refuse aliases and nesting deeper than MAX_DEPTH, from the event stream (the parser is
+    iterative; building the document recurses, and libyaml's composer has no depth limit)."""
+    depth = 0
+    for event in yaml.parse(block, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise CardMetaError(
+                f"README front matter uses the YAML alias *{event.anchor} (line"
+                f" {event.start_mark.line + 1}); aliases are not allowed, write the value out"
+            )
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise CardMetaError(f"README front matter is nested deeper than {MAX_DEPTH}")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
 
 
 def split_front_matter(text: str) -> str | None:
-    """Return the YAML text between the leading `---` fences, or None when there is none."""
-    lines = text.lstrip("\ufeff").splitlines()
-    if not lines or lines[0].strip() != _FENCE:
+    """The YAML text of the metadata block, or None when the README has none."""
+    match = REGEX_YAML_BLOCK.search(text.removeprefix("\ufeff"))
+    return match.group(2) if match else None
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool) or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, (dt.date, dt.datetime)):
+        return key.isoformat()
+    if isinstance(key, (str, int, float)):
+        return str(key)
+    raise CardMetaError(f"README front matter has a key of type {type(key).__name__}")
+
+
+def json_safe(value: Any) -> Any:
+    """Turn what `safe_load` can return into JSON values (see the module docstring)."""
+    if isinstance(value, dict):
+        return {_key(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_safe(v) for v in value), key=str)
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    for i in range(1, len(lines)):
-        if lines[i].strip() == _FENCE:
-            return "\n".join(lines[1:i])
-    return None
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        raise CardMetaError("README front matter has a binary (!!binary) value")
+    return value
 
 
 def parse_card_data(text: str) -> dict[str, Any] | None:
-    """Parse README front matter with `yaml.safe_load` (never the unsafe loader).
-
-    Returns None when the README has no front matter; raises CardMetaError when it is broken,
-    so a commit can be refused the same way validate-yaml refuses it.
-    """
+    """Parse README front matter; None when there is none, CardMetaError when it is broken,
+    so a commit is refused exactly when validate-yaml reports an error."""
     block = split_front_matter(text)
     if block is None:
         return None
+    size = len(block.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        raise CardMetaError(
+            f"README front matter is {size} bytes; the limit is {MAX_YAML_BYTES} bytes"
+        )
     try:
-        data = yaml.safe_load(block)
+        _check_structure(block)
+        data = yaml.load(block, Loader=_LOADER)  # a safe loader: plain data types only
     except yaml.YAMLError as exc:
         raise CardMetaError(f"invalid YAML in README front matter: {exc}") from exc
+    except UnicodeError as exc:  # a lone surrogate (from a JSON escape) is not UTF-8
+        raise CardMetaError(f"README front matter is not valid UTF-8: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise CardMetaError("README front matter must be a YAML mapping")
-    return data
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value if v is not None]
-    return [str(value)]
-
-
-def derive_tags(card: dict[str, Any] | None, filenames: list[str]) -> list[str]:
-    """Compute the repo tags the way the Hub does (card tags, library, license, files).
-
-    list_models' `filter=` matches against these, so e.g. `filter="license:mit"` works.
-    """
-    card = card or {}
-    tags: list[str] = []
-
-    def add(tag: str) -> None:
-        if tag and tag not in tags:
-            tags.append(tag)
-
-    library = card.get("library_name")
-    if library:
-        add(str(library))
-    for tag in _as_list(card.get("tags")):
-        add(tag)
-    if any(name.endswith(".safetensors") for name in filenames):
-        add("safetensors")
-    if any(name.endswith(".gguf") for name in filenames):
-        add("gguf")
-    pipeline = card.get("pipeline_tag")
-    if pipeline:
-        add(str(pipeline))
-    for lang in _as_list(card.get("language")):
-        add(lang)
-    for ds in _as_list(card.get("datasets")):
-        add(f"dataset:{ds}")
-    for base in _as_list(card.get("base_model")):
-        add(f"base_model:{base}")
-    for lic in _as_list(card.get("license")):
-        add(f"license:{lic}")
-    add("region:us")
-    return tags
+    return json_safe(data)

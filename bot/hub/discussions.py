@@ -12,23 +12,15 @@ import json
 import secrets
 from typing import Any
 
-from bot.hub.storage import (
-    DEFAULT_BRANCH,
-    Commit,
-    Conflict,
-    FileEntry,
-    HubError,
-    Operation,
-    RepoStore,
-    now_iso,
-    write_json,
-)
+from bot.hub.errors import BadRequest, Conflict, HttpError, NotFound
+from bot.hub.model import DEFAULT_BRANCH, Commit, FileEntry, Operation, now_iso
+from bot.hub.repos import RepoStore
 
 PAGE_SIZE = 50
 
 
-class DiscussionNotFound(HubError):
-    status = 404
+class DiscussionNotFound(NotFound):
+    pass
 
 
 def _event(kind: str, author: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -78,11 +70,11 @@ class Discussions:
 
     def _next_num(self, repo_type: str, repo_id: str) -> int:
         d = self.repos.repo_dir(repo_type, repo_id) / "discussions"
-        nums = [int(p.stem) for p in d.glob("*.json")] if d.exists() else []
+        nums = [int(p.stem) for p in d.glob("*.json") if p.stem.isdigit()] if d.exists() else []
         return max([0, *nums, *self.repos.pr_numbers(repo_type, repo_id)]) + 1
 
     def _save(self, repo_type: str, repo_id: str, rec: dict[str, Any]) -> None:
-        write_json(self._path(repo_type, repo_id, rec["num"]), rec)
+        self.repos.write_json(self._path(repo_type, repo_id, rec["num"]), rec)
 
     def get(self, repo_type: str, repo_id: str, num: int) -> dict[str, Any]:
         self.repos.get(repo_type, repo_id)
@@ -232,7 +224,7 @@ class Discussions:
         self, repo_type: str, repo_id: str, num: int, author: str, status: str, comment: str | None
     ) -> dict[str, Any]:
         if status not in ("open", "closed"):
-            raise HubError(f"invalid status {status!r}")
+            raise BadRequest(f"invalid status {status!r}")
         with self.repos.lock(repo_type, repo_id):
             rec = self.get(repo_type, repo_id, num)
             if rec["status"] == "merged":
@@ -251,7 +243,7 @@ class Discussions:
         with repos.lock(repo_type, repo_id):
             rec = self.get(repo_type, repo_id, num)
             if not rec["isPullRequest"]:
-                raise HubError("This discussion is not a pull request")
+                raise BadRequest("This discussion is not a pull request")
             if rec["status"] != "open":
                 raise Conflict(f"This pull request is {rec['status']}")
             pr_sha = repos.resolve(repo_type, repo_id, f"refs/pr/{num}")
@@ -301,7 +293,7 @@ class Discussions:
             return ""
         try:
             pr_sha = self.repos.resolve(repo_type, repo_id, f"refs/pr/{rec['num']}")
-        except HubError:
+        except HttpError:
             return ""
         base = rec.get("baseSha") or pr_sha
         old = self.repos.load_commit(repo_type, repo_id, base).files

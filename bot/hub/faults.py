@@ -46,9 +46,19 @@ class FaultRule:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"fault kind must be one of {KINDS}, not {self.kind!r}")
-        if self.kind == "status" and not 400 <= int(self.status) <= 599:
+        self.method, self.path = str(self.method), str(self.path)
+        self.status, self.after_bytes = int(self.status), int(self.after_bytes)
+        self.delay = float(self.delay)
+        if self.retry_after is not None:
+            self.retry_after = float(self.retry_after)
+        if self.kind == "status" and not 400 <= self.status <= 599:
             raise ValueError("fault status must be 4xx or 5xx")
-        self._regex = re.compile(self.path)
+        if self.delay < 0 or self.after_bytes < 0:
+            raise ValueError("fault delay and after_bytes must not be negative")
+        try:
+            self._regex = re.compile(self.path)
+        except re.error as exc:
+            raise ValueError(f"fault path is not a regular expression: {exc}") from exc
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FaultRule:

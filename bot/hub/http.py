@@ -2,7 +2,9 @@
 
 Routing is done on the raw (still percent-encoded) path because the client encodes
 revisions (`refs%2Fpr%2F1`) and tree paths (`a%2Fb`) as single segments; each captured
-group is unquoted once, after matching.
+group is unquoted once, after matching. Nothing a caller sends reaches a response header
+unescaped: `header_safe` keeps printable ASCII only (h11 refuses control characters and
+drops the connection; non-ASCII is not valid in a header; nor are leading or trailing blanks).
 """
 
 from __future__ import annotations
@@ -11,20 +13,32 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bot.hub import shapes
 from bot.hub.auth import Principal
-from bot.hub.storage import BadRequest, HubError, RepoMeta
+from bot.hub.errors import BadRequest, HttpError, RepoNotFound
+from bot.hub.model import RepoMeta
 
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 SEG = r"[^/]+"
 REPO = rf"(?P<ns>{SEG})/(?P<name>{SEG})"
 API_REPO = rf"/api/(?P<types>models|datasets|spaces)/{REPO}"
+JSON_BODY_MAX = 8 * 1024 * 1024  # JSON bodies: preupload/LFS batches of 256 files are ~300 KB
+_UNSAFE_HEADER = re.compile(r"[^\x20-\x7e]")
+M = TypeVar("M", bound=BaseModel)
+
+
+def header_safe(value: str, limit: int = 1000) -> str:
+    """A header value made of printable ASCII (anything else becomes `?`), without the
+    leading or trailing blanks h11 refuses."""
+    return _UNSAFE_HEADER.sub("?", value)[:limit].strip()
 
 
 @dataclass
@@ -32,10 +46,10 @@ class Ctx:
     """Everything a handler needs: the request, the server state, captured params, caller."""
 
     request: Request
-    hub: Any  # bot.hub.app.HubState (Any to avoid an import cycle)
+    hub: Any  # bot.hub.state.HubState (Any to avoid an import cycle)
     params: dict[str, str]
     who: Principal | None
-    body: bytes = b""
+    body: bytes | bytearray = b""
     extra_headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -56,17 +70,26 @@ class Ctx:
         rtype = repo_type or self.repo_type
         return f"{self.base_url}/{URL_PREFIX[rtype]}{repo_id or self.repo_id}"
 
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body or b"null")
-        except ValueError as exc:
-            raise BadRequest("request body is not valid JSON") from exc
+    def parse(self, model: type[M]) -> M:
+        """The JSON body validated against `model` (shapes.py); 400 naming the bad field."""
+        return shapes.parse(model, self.body)
 
     def form(self) -> dict[str, list[str]]:
         return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
 
     def query(self, name: str, default: str | None = None) -> str | None:
         return self.request.query_params.get(name, default)
+
+    def query_int(self, name: str, default: int, lo: int = 0, hi: int = 1 << 31) -> int:
+        raw = self.query(name)
+        if raw is None or raw == "":
+            return default
+        if not raw.isascii() or not raw.lstrip("-").isdigit():
+            raise BadRequest(f"query parameter {name!r} must be an integer")
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise BadRequest(f"query parameter {name!r} must be between {lo} and {hi}")
+        return value
 
     def flag(self, name: str) -> bool:
         return (self.query(name) or "").lower() in ("1", "true", "yes")
@@ -79,7 +102,7 @@ class Ctx:
         """
         meta = self.hub.repos.get(self.repo_type, self.repo_id)
         if not self.hub.accounts.can_see(self.who, meta):
-            raise HubError(f"Repository {self.repo_id} not found", status=404, code="RepoNotFound")
+            raise RepoNotFound(f"Repository {self.repo_id} not found")
         if write:
             self.hub.accounts.require_write(self.who, None if contribute else meta.author)
         return meta
@@ -91,13 +114,20 @@ AsyncHandler = Callable[[Ctx], Awaitable[Response]]
 
 @dataclass(frozen=True)
 class Route:
-    """A method set and a raw-path regex; `stream` handlers are async and read the body."""
+    """A method set and a raw-path regex.
+
+    `stream` handlers are async and read the body themselves; the others get the body read
+    up to the server's cap for its `body` kind ("json" or "commit"; 413 past it, counted
+    while streaming, chunked bodies included). `token` routes answer 401 to anonymous
+    callers before reading any body."""
 
     methods: tuple[str, ...]
     pattern: re.Pattern[str]
     handler: SyncHandler | AsyncHandler
     name: str
     stream: bool = False
+    body: str = "json"
+    token: bool = False
 
     def match(self, method: str, raw_path: str) -> dict[str, str] | None:
         if method not in self.methods:
@@ -109,7 +139,13 @@ class Route:
 
 
 def route(
-    methods: str, pattern: str, name: str, *, stream: bool = False
+    methods: str,
+    pattern: str,
+    name: str,
+    *,
+    stream: bool = False,
+    body: str = "json",
+    token: bool = False,
 ) -> Callable[[Callable[..., Any]], Route]:
     """Decorator turning a handler into a Route (HEAD is served wherever GET is)."""
     ms = tuple(methods.split(","))
@@ -117,20 +153,30 @@ def route(
         ms = (*ms, "HEAD")
 
     def wrap(fn: Callable[..., Any]) -> Route:
-        return Route(ms, re.compile(pattern), fn, name, stream)
+        return Route(ms, re.compile(pattern), fn, name, stream, body, token)
 
     return wrap
 
 
+class _JsonResponse(JSONResponse):
+    """JSONResponse that still answers when a caller-supplied string holds a lone surrogate
+    (valid in a JSON escape, not in UTF-8): such strings are sent \\u-escaped."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(data, status_code=status, headers=headers)
+    return _JsonResponse(data, status_code=status, headers=headers)
 
 
-def error_response(err: HubError, headers: dict[str, str] | None = None) -> Response:
+def error_response(err: HttpError, headers: dict[str, str] | None = None) -> Response:
     """Typed error: the client turns X-Error-Code into RepositoryNotFoundError & co."""
     hdrs = dict(headers or {})
-    message = err.message.replace("\n", " ")
-    hdrs["X-Error-Message"] = message.encode("ascii", "replace").decode()
+    hdrs["X-Error-Message"] = header_safe(err.message)
     if err.code:
         hdrs["X-Error-Code"] = err.code
-    return JSONResponse({"error": message}, status_code=err.status, headers=hdrs)
+    return _JsonResponse({"error": err.message}, status_code=err.status, headers=hdrs)

@@ -6,11 +6,11 @@ from typing import Any
 
 from starlette.responses import Response
 
-from bot.hub.auth import Forbidden, Unauthorized
+from bot.hub import shapes
+from bot.hub.errors import BadRequest, Forbidden, Unauthorized
 from bot.hub.http import API_REPO, Ctx, json_response, route
-from bot.hub.storage import BadRequest
 
-_NUM = r"/discussions/(?P<num>[0-9]+)"
+_NUM = r"/discussions/(?P<num>[0-9]{1,9})"
 
 
 def _summary(ctx: Ctx, rec: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def _actor(ctx: Ctx) -> str:
 @route("GET", API_REPO + "/discussions", "discussions")
 def list_discussions(ctx: Ctx) -> Response:
     ctx.repo()
-    page = int(ctx.query("p") or 0)
+    page = ctx.query_int("p", 0, lo=0, hi=1_000_000)
     recs, count, start = ctx.hub.discussions.listing(
         ctx.repo_type,
         ctx.repo_id,
@@ -59,21 +59,21 @@ def list_discussions(ctx: Ctx) -> Response:
     )
 
 
-@route("POST", API_REPO + "/discussions", "create-discussion")
+@route("POST", API_REPO + "/discussions", "create-discussion", token=True)
 def create_discussion(ctx: Ctx) -> Response:
     ctx.repo()
     user = _actor(ctx)
-    body = ctx.json() or {}
-    title = str(body.get("title") or "").strip()
+    body = ctx.parse(shapes.NewDiscussion)
+    title = body.title.strip()
     if not title:
         raise BadRequest("title is required")
     rec = ctx.hub.discussions.create(
         ctx.repo_type,
         ctx.repo_id,
         title=title,
-        description=str(body.get("description") or ""),
+        description=body.description or "",
         author=user,
-        pull_request=bool(body.get("pullRequest")),
+        pull_request=bool(body.pullRequest),
     )
     return json_response({"num": rec["num"], "url": f"{ctx.repo_url()}/discussions/{rec['num']}"})
 
@@ -97,18 +97,18 @@ def discussion(ctx: Ctx) -> Response:
     return json_response(data)
 
 
-@route("POST", API_REPO + _NUM + "/comment", "comment")
+@route("POST", API_REPO + _NUM + "/comment", "comment", token=True)
 def comment(ctx: Ctx) -> Response:
     ctx.repo()
     user = _actor(ctx)
-    text = str((ctx.json() or {}).get("comment") or "")
+    text = ctx.parse(shapes.Comment).comment
     event = ctx.hub.discussions.comment(
         ctx.repo_type, ctx.repo_id, int(ctx.params["num"]), user, text
     )
     return json_response({"newMessage": event})
 
 
-@route("POST", API_REPO + _NUM + "/status", "status")
+@route("POST", API_REPO + _NUM + "/status", "status", token=True)
 def status(ctx: Ctx) -> Response:
     meta = ctx.repo()
     user = _actor(ctx)
@@ -116,20 +116,20 @@ def status(ctx: Ctx) -> Response:
     rec = ctx.hub.discussions.get(ctx.repo_type, ctx.repo_id, num)
     if rec["author"] != user:
         ctx.hub.accounts.require_write(ctx.who, meta.author)
-    body = ctx.json() or {}
+    body = ctx.parse(shapes.StatusChange)
     event = ctx.hub.discussions.set_status(
-        ctx.repo_type, ctx.repo_id, num, user, str(body.get("status")), body.get("comment")
+        ctx.repo_type, ctx.repo_id, num, user, body.status, body.comment
     )
     return json_response({"newStatus": event})
 
 
-@route("POST", API_REPO + _NUM + "/merge", "merge")
+@route("POST", API_REPO + _NUM + "/merge", "merge", token=True)
 def merge(ctx: Ctx) -> Response:
     ctx.repo(write=True)
-    assert ctx.who is not None
-    body = ctx.json() or {}
+    assert ctx.who is not None  # token route
+    body = ctx.parse(shapes.Merge)
     event = ctx.hub.discussions.merge(
-        ctx.repo_type, ctx.repo_id, int(ctx.params["num"]), ctx.who.user, body.get("comment")
+        ctx.repo_type, ctx.repo_id, int(ctx.params["num"]), ctx.who.user, body.comment
     )
     return json_response({"newStatus": event})
 

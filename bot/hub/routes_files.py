@@ -1,33 +1,25 @@
-"""File routes: preupload, LFS batch/upload/verify, NDJSON commit, resolve (download)."""
+"""File routes: preupload, LFS batch/upload/verify, resolve (download)."""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import json
 import os
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
-from bot.hub import cardmeta
+from bot.hub import shapes
+from bot.hub.errors import BadRequest, EntryNotFound, HttpError, NotFound
 from bot.hub.http import API_REPO, SEG, Ctx, error_response, json_response, route
-from bot.hub.storage import (
-    AddLfs,
-    AddRegular,
-    BadRequest,
-    Delete,
-    EntryNotFound,
-    HubError,
-    Operation,
-    check_path,
-)
+from bot.hub.model import HEX64, check_path
+from bot.hub.objects import ObjectStore
+from bot.hub.routes_commit import own_pr
+from engine.fsio import atomic_output
 
 _RTYPE = r"(?:(?P<rtype>dataset|space)s/)?"
 _GIT_REPO = rf"/{_RTYPE}(?P<ns>{SEG})/(?P<name>{SEG})\.git/info/lfs/objects"
-_HEX64 = set("0123456789abcdef")
 LFS_JSON = "application/vnd.git-lfs+json"
 _UPLOAD_BLOCK = 4 * 1024 * 1024
 
@@ -39,38 +31,27 @@ class _FileResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
-def _own_pr(ctx: Ctx, rev: str) -> bool:
-    """True when `rev` is refs/pr/N of a pull request the caller opened."""
-    if ctx.who is None or not rev.startswith("refs/pr/") or not rev[8:].isdigit():
-        return False
-    try:
-        pr = ctx.hub.discussions.get(ctx.repo_type, ctx.repo_id, int(rev[8:]))
-    except HubError:
-        return False
-    return bool(pr.get("isPullRequest")) and pr.get("author") == ctx.who.user
-
-
-@route("POST", API_REPO + rf"/preupload/(?P<rev>{SEG})", "preupload")
+@route("POST", API_REPO + rf"/preupload/(?P<rev>{SEG})", "preupload", token=True)
 def preupload(ctx: Ctx) -> Response:
     """Tell the client, per file, whether to send it inline ("regular") or through LFS."""
-    ctx.repo(write=True, contribute=ctx.flag("create_pr") or _own_pr(ctx, ctx.params["rev"]))
+    ctx.repo(write=True, contribute=ctx.flag("create_pr") or own_pr(ctx, ctx.params["rev"]))
+    body = ctx.parse(shapes.Preupload)
     repos = ctx.hub.repos
     rev = ctx.params["rev"]
     sha = repos.resolve(ctx.repo_type, ctx.repo_id, rev)
     head = repos.load_commit(ctx.repo_type, ctx.repo_id, sha)
     out = []
-    for f in (ctx.json() or {}).get("files") or []:
-        path = check_path(str(f.get("path")))
-        size = int(f.get("size") or 0)
-        if size > ctx.hub.max_file_size:
+    for f in body.files:
+        path = check_path(f.path)
+        if f.size > ctx.hub.max_file_size:
             raise BadRequest(
-                f"{path}: {size} bytes exceeds the limit of {ctx.hub.max_file_size} bytes"
+                f"{path}: {f.size} bytes exceeds the limit of {ctx.hub.max_file_size} bytes"
             )
         try:
-            sample = base64.b64decode(f.get("sample") or "")
-        except binascii.Error as exc:
-            raise BadRequest("sample is not base64") from exc
-        mode = repos.lfs_mode(ctx.repo_type, ctx.repo_id, rev, path, size, sample)
+            sample = base64.b64decode(f.sample)
+        except ValueError as exc:
+            raise BadRequest(f"{path}: sample is not base64") from exc
+        mode = repos.upload_mode(ctx.repo_type, ctx.repo_id, rev, path, f.size, sample)
         existing = head.files.get(path)
         oid = None
         if existing is not None:
@@ -79,29 +60,29 @@ def preupload(ctx: Ctx) -> Response:
     return json_response({"files": out, "commitOid": sha})
 
 
-@route("POST", _GIT_REPO + "/batch", "lfs-batch")
+@route("POST", _GIT_REPO + "/batch", "lfs-batch", token=True)
 def lfs_batch(ctx: Ctx) -> Response:
     """LFS batch API: signed upload URLs for objects we lack, nothing for ones we have.
 
     Any write token may upload objects (a pull request's files); objects are content-addressed
-    and only become visible through a commit the caller is allowed to make."""
+    and only become visible through a commit the caller is allowed to make. A well-formed
+    object with an unusable oid or size gets a per-object error, as the LFS batch API says."""
     ctx.repo(write=True, contribute=True)
-    body = ctx.json() or {}
-    if body.get("operation", "upload") != "upload":
+    body = ctx.parse(shapes.LfsBatch)
+    if body.operation != "upload":
         raise BadRequest("only the upload operation is supported")
     objects = []
-    for obj in body.get("objects") or []:
-        oid, size = str(obj.get("oid", "")), obj.get("size")
-        item: dict[str, Any] = {"oid": oid, "size": size if isinstance(size, int) else -1}
-        if len(oid) != 64 or not set(oid) <= _HEX64 or not isinstance(size, int) or size < 0:
+    for obj in body.objects:
+        item: dict[str, Any] = {"oid": obj.oid, "size": obj.size}
+        if not HEX64.match(obj.oid) or obj.size < 0:
             item["error"] = {"code": 422, "message": "invalid oid or size"}
-        elif size > ctx.hub.max_file_size:
+        elif obj.size > ctx.hub.max_file_size:
             item["error"] = {"code": 422, "message": f"size exceeds {ctx.hub.max_file_size}"}
-        elif ctx.hub.repos.objects.lfs_size(oid) != size:
-            q = "&".join(f"{k}={v}" for k, v in ctx.hub.signer.sign(oid, size).items())
+        elif ctx.hub.repos.objects.lfs_size(obj.oid) != obj.size:
+            q = "&".join(f"{k}={v}" for k, v in ctx.hub.signer.sign(obj.oid, obj.size).items())
             item["authenticated"] = True
             item["actions"] = {
-                "upload": {"href": f"{ctx.base_url}/lfs/upload/{oid}?{q}"},
+                "upload": {"href": f"{ctx.base_url}/lfs/upload/{obj.oid}?{q}"},
                 "verify": {"href": f"{ctx.repo_url()}.git/info/lfs/objects/verify"},
             }
         objects.append(item)
@@ -110,141 +91,65 @@ def lfs_batch(ctx: Ctx) -> Response:
     )
 
 
-@route("PUT", r"/lfs/upload/(?P<oid>[0-9a-f]{64})", "lfs-upload", stream=True)
-async def lfs_upload(ctx: Ctx) -> Response:
-    """Stream the body to a temp file while hashing; keep it only if sha256 and size match.
+async def _receive(ctx: Ctx, objects: ObjectStore, oid: str, size: int) -> None:
+    """Stream the body into the object's temp file while hashing; keep it only if the sha256
+    and size match (atomic_output removes the temp file on any error).
 
     Received bytes are gathered into 4 MiB buffers hashed and written in a worker thread
     (hashlib and write release the GIL), so receiving and hashing overlap on two cores and
-    memory stays bounded by two buffers whatever the file size.
-    """
-    oid = ctx.params["oid"]
-    q = ctx.request.query_params
-    size = ctx.hub.signer.verify(oid, q.get("size"), q.get("expires"), q.get("sig"))
-    objects = ctx.hub.repos.objects
-    fd, tmp = objects.new_temp()
+    memory stays bounded by two buffers whatever the file size."""
     digest, received = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_output(objects.lfs_path(oid), fsync=objects.durable) as tmp, open(tmp, "wb") as fh:
 
-            def consume(block: bytes) -> None:
-                digest.update(block)
-                fh.write(block)
+        def consume(block: bytes) -> None:
+            digest.update(block)
+            fh.write(block)
 
-            buf = bytearray()
-            async for chunk in ctx.request.stream():
-                received += len(chunk)
-                if received > size:
-                    raise BadRequest(f"upload is larger than the declared {size} bytes")
-                buf += chunk
-                if len(buf) >= _UPLOAD_BLOCK:
-                    await run_in_threadpool(consume, bytes(buf))
-                    buf.clear()
-            await run_in_threadpool(consume, bytes(buf))
-            fh.flush()
+        buf = bytearray()
+        async for chunk in ctx.request.stream():
+            received += len(chunk)
+            if received > size:
+                raise BadRequest(f"upload is larger than the declared {size} bytes")
+            buf += chunk
+            if len(buf) >= _UPLOAD_BLOCK:
+                await run_in_threadpool(consume, bytes(buf))
+                buf.clear()
+        await run_in_threadpool(consume, bytes(buf))
+        fh.flush()
+        if objects.durable:  # off the event loop; atomic_output's own fsync is then cheap
             await run_in_threadpool(os.fsync, fh.fileno())
         if received != size or digest.hexdigest() != oid:
             raise BadRequest(
                 f"uploaded bytes do not match the declared sha256 {oid} "
                 f"and size {size} (got {received} bytes)"
             )
-        objects.adopt_lfs(tmp, oid)
+
+
+@route("PUT", r"/lfs/upload/(?P<oid>[0-9a-f]{64})", "lfs-upload", stream=True)
+async def lfs_upload(ctx: Ctx) -> Response:
+    """Receive one LFS object through a signed URL (the client sends no Authorization).
+
+    Uploads of the same object are serialised by its lock: a second one finds it stored."""
+    oid = ctx.params["oid"]
+    q = ctx.request.query_params
+    size = ctx.hub.signer.verify(oid, q.get("size"), q.get("expires"), q.get("sig"))
+    objects = ctx.hub.repos.objects
+    release = await run_in_threadpool(objects.locks.acquire, oid)
+    try:
+        if objects.lfs_size(oid) != size:
+            await _receive(ctx, objects, oid, size)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        release()
     return Response(status_code=200)
 
 
-@route("POST", _GIT_REPO + "/verify", "lfs-verify")
+@route("POST", _GIT_REPO + "/verify", "lfs-verify", token=True)
 def lfs_verify(ctx: Ctx) -> Response:
     ctx.repo(write=True, contribute=True)
-    body = ctx.json() or {}
-    oid, size = str(body.get("oid", "")), body.get("size")
-    if ctx.hub.repos.objects.lfs_size(oid) != size:
-        raise HubError(f"object {oid} not found with size {size}", status=404)
+    body = ctx.parse(shapes.LfsVerify)
+    if ctx.hub.repos.objects.lfs_size(body.oid) != body.size:
+        raise NotFound(f"object {body.oid} not found with size {body.size}")
     return json_response({"message": "ok"})
-
-
-def parse_commit(body: bytes) -> tuple[dict[str, Any], list[Operation]]:
-    """NDJSON commit payload -> (header value, operations)."""
-    header: dict[str, Any] | None = None
-    ops: list[Operation] = []
-    for line in body.splitlines():
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            key, value = item["key"], item["value"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadRequest("malformed NDJSON commit line") from exc
-        if key == "header":
-            header = value
-        elif key == "file":
-            try:
-                data = base64.b64decode(value["content"], validate=True)
-            except (binascii.Error, KeyError) as exc:
-                raise BadRequest(f"bad base64 content for {value.get('path')}") from exc
-            ops.append(AddRegular(check_path(value["path"]), data))
-        elif key == "lfsFile":
-            if value.get("algo", "sha256") != "sha256":
-                raise BadRequest("only sha256 LFS objects are supported")
-            ops.append(AddLfs(check_path(value["path"]), str(value["oid"]), value.get("size")))
-        elif key in ("deletedFile", "deletedFolder"):
-            path = str(value["path"])
-            check_path(path.rstrip("/"))
-            ops.append(Delete(path, folder=key == "deletedFolder"))
-        else:
-            raise BadRequest(f"unsupported commit operation {key!r}")
-    if header is None:
-        raise BadRequest("commit payload has no header line")
-    for op in ops:
-        if isinstance(op, AddRegular) and op.path == "README.md":
-            try:
-                cardmeta.parse_card_data(op.data.decode("utf-8"))
-            except (cardmeta.CardMetaError, UnicodeDecodeError) as exc:
-                raise BadRequest(f"README.md: {exc}") from exc
-    return header, ops
-
-
-@route("POST", API_REPO + rf"/commit/(?P<rev>{SEG})", "commit")
-def commit(ctx: Ctx) -> Response:
-    """Create a commit on a branch, on refs/pr/N, or (create_pr=1) as a new pull request.
-
-    Opening a pull request, or adding commits to one's own, needs only a write token."""
-    ctx.repo(write=True, contribute=ctx.flag("create_pr") or _own_pr(ctx, ctx.params["rev"]))
-    header, ops = parse_commit(ctx.body)
-    who = ctx.who
-    assert who is not None
-    title = str(header.get("summary") or "Upload files").strip()
-    message = str(header.get("description") or "")
-    parent = header.get("parentCommit")
-    rev = ctx.params["rev"]
-    pr_num = None
-    kwargs = {
-        "revision": rev,
-        "ops": ops,
-        "title": title,
-        "message": message,
-        "author": who.user,
-        "parent_commit": parent,
-    }
-    if ctx.flag("create_pr"):
-        new, pr_num = ctx.hub.discussions.commit_as_pr(ctx.repo_type, ctx.repo_id, **kwargs)
-    else:
-        new = ctx.hub.repos.commit(ctx.repo_type, ctx.repo_id, **kwargs)
-        if rev.startswith("refs/pr/") and rev[8:].isdigit():
-            ctx.hub.discussions.record_commit(
-                ctx.repo_type, ctx.repo_id, int(rev[8:]), new, who.user
-            )
-    url = ctx.repo_url()
-    return json_response(
-        {
-            "success": True,
-            "commitOid": new.id,
-            "commitUrl": f"{url}/commit/{new.id}",
-            "pullRequestUrl": f"{url}/discussions/{pr_num}" if pr_num else None,
-        }
-    )
 
 
 @route(
@@ -254,7 +159,7 @@ def resolve(ctx: Ctx) -> Response:
     """Serve a file of a revision; HEAD gives the metadata hf_hub_download relies on."""
     meta = ctx.repo()
     if not ctx.hub.accounts.can_download(ctx.who, meta):
-        raise HubError(
+        raise HttpError(
             f"Access to model {ctx.repo_id} is restricted. You must have access"
             " to it and be authenticated to access it.",
             status=403,
@@ -262,7 +167,7 @@ def resolve(ctx: Ctx) -> Response:
         )
     repos = ctx.hub.repos
     sha = repos.resolve(ctx.repo_type, ctx.repo_id, ctx.params["rev"])
-    path = ctx.params["path"]
+    path = check_path(ctx.params["path"])
     entry = repos.load_commit(ctx.repo_type, ctx.repo_id, sha).files.get(path)
     if entry is None:
         return error_response(
@@ -289,4 +194,4 @@ def resolve(ctx: Ctx) -> Response:
     )
 
 
-ROUTES = [preupload, lfs_batch, lfs_upload, lfs_verify, commit, resolve]
+ROUTES = [preupload, lfs_batch, lfs_upload, lfs_verify, resolve]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import get_session
@@ -124,8 +125,11 @@ def test_delay(api: HfApi, hub) -> None:
 
 
 def test_admin_endpoint_auth_and_clear(tmp_path: Path) -> None:
+    """Faults change what every caller sees: only admins (here alice, listed under `admins`)
+    may set them; bob's write token and alice's read token are refused."""
     cfg = write_config(
         tmp_path / "hub.yaml",
+        admins=["alice"],
         faults=[{"status": 503, "method": "GET", "path": "^/api/whoami-v2$", "calls": [1, 2]}],
     )
     with start_hub(tmp_path / "root", config=cfg) as hub:
@@ -137,9 +141,24 @@ def test_admin_endpoint_auth_and_clear(tmp_path: Path) -> None:
         assert alice.whoami(cache=False)["name"] == "alice"
         assert set_faults(hub, [], token="hf_wrong_token").status_code == 401
         assert set_faults(hub, [], token=TOKENS["alice_read"]).status_code == 403
+        refused = set_faults(hub, [{"status": 500}], token=TOKENS["bob"])
+        assert refused.status_code == 403 and "admin" in refused.headers["x-error-message"]
+        assert [r["status"] for r in hub.state.faults.snapshot()] == [503]  # bob's: not set
         assert set_faults(hub, [{"kind": "explode"}]).status_code == 400
         set_faults(hub, [{"status": 503, "path": "^/api/whoami-v2$"}])
         auth = {"Authorization": f"Bearer {TOKENS['alice']}"}
         r = get_session().delete(f"{hub.endpoint}/admin/faults", headers=auth)
         assert r.status_code == 200 and r.json() == {"rules": []}
         assert alice.whoami(cache=False)["name"] == "alice"
+
+
+def test_admin_role_token(tmp_path: Path) -> None:
+    """A token whose role is `admin` may set faults without an `admins` list."""
+    cfg = write_config(tmp_path / "hub.yaml")
+    raw = yaml.safe_load(cfg.read_text())
+    raw["tokens"].append({"id": "ops", "user": "bob", "role": "admin", "token": "hf_ops_admin_01"})
+    cfg.write_text(yaml.safe_dump(raw))
+    with start_hub(tmp_path / "root", config=cfg) as hub:
+        assert set_faults(hub, [{"status": 500}], token=TOKENS["bob"]).status_code == 403
+        assert set_faults(hub, [{"status": 500}], token="hf_ops_admin_01").status_code == 200
+        assert [r["status"] for r in hub.state.faults.snapshot()] == [500]
