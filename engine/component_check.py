@@ -57,6 +57,17 @@ def clip_canonical(name: str) -> str:
     return f"text_model.{name}"
 
 
+def canonical_name(component: str, name: str) -> str:
+    """The one spelling of a source tensor name unetbot uses: current diffusers VAE attention
+    names, the `text_model.` level for CLIP; UNet names are unchanged. Validation compares a
+    loaded VAE state dict with `canonical_name("vae", spec.name)`."""
+    if component == "vae":
+        return vae_canonical(name)
+    if component == "text_encoder":
+        return clip_canonical(name)
+    return name
+
+
 def _check(
     component: str,
     expected: Mapping[str, tuple[int, ...]],

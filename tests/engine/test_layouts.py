@@ -9,6 +9,7 @@ import pytest
 
 from bot.repo_files import has_pickle_only, needed_files, weight_files
 from engine.checkpoint_match import header_table, match_original_checkpoint
+from engine.component_check import canonical_name
 from engine.layout import Precision, list_local_files, select_weights
 from engine.original import original_names, write_original
 from engine.repo_kind import RepoKind, classify_repo
@@ -223,6 +224,10 @@ def test_old_configs_legacy_vae_and_transformers4_give_current_names(zoo, tmp_pa
             original_names(getattr(current, name)).values()
         ), name
     assert any(".query." in n for n in original_names(legacy.vae))
+    legacy_vae = {canonical_name("vae", n) for n in legacy.vae.shapes()}
+    assert legacy_vae == set(current.vae.shapes())
+    legacy_te = {canonical_name("text_encoder", n) for n in legacy.text_encoder.shapes()}
+    assert legacy_te == {canonical_name("text_encoder", n) for n in current.text_encoder.shapes()}
     assert [n for n, _ in legacy.text_encoder.ignored] == ["text_model.embeddings.position_ids"]
 
 
