@@ -71,6 +71,7 @@ class RepoStore:
         self.max_file_size = max_file_size
         self.repo_counts = dict(repo_counts or {})  # repo id -> {downloads, likes} (config)
         self._index: dict[tuple[str, str], RepoMeta] = {}
+        self._dirs: dict[tuple[str, str], Path] = {}
         self._locks: dict[tuple[str, str], threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self._commits = Lru(4096)
@@ -79,8 +80,14 @@ class RepoStore:
 
     # -- layout ---------------------------------------------------------------------------
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
-        ns, name = check_repo_id(repo_id)
-        return self.root / "repos" / f"{repo_type}s" / ns / name
+        key = (repo_type, repo_id)
+        path = self._dirs.get(key)
+        if path is None:
+            ns, name = check_repo_id(repo_id)
+            path = self.root / "repos" / f"{repo_type}s" / ns / name
+            if key in self._index:  # kept for existing repos: joins add up over 10,000s of calls
+                self._dirs[key] = path
+        return path
 
     def write_json(self, path: Path, obj: Any) -> None:
         atomic_write_bytes(path, canonical_json(obj), fsync=self.objects.durable)
@@ -181,6 +188,7 @@ class RepoStore:
             trash = self.objects.tmp / f"deleted-{os.getpid()}-{time.time_ns()}"
             os.replace(d, trash)  # atomic disappearance, then slow cleanup
             del self._index[(repo_type, repo_id)]
+            self._dirs.pop((repo_type, repo_id), None)
             shutil.rmtree(trash, ignore_errors=True)
 
     def update_settings(
