@@ -4,6 +4,22 @@ No weights can be downloaded where unetbot is developed and tested, so tests, be
 demo build models from configs: the tensor names and shapes come from the real diffusers /
 transformers classes (instantiated on the `meta` device, so nothing is allocated), the values from a
 seeded NumPy generator scaled by 1/sqrt(fan_in) so forward passes stay finite and meaningful.
+
+Two value statistics (`statistics=`):
+
+- "init": what a freshly initialised network holds: Gaussian weights at 1/sqrt(fan_in), norm
+  scales near 1, small biases. Benign for quantizers and half-precision arithmetic alike.
+- "trained": the shape of trained weights, which is where validation bounds calibrated on init
+  weights broke (an accurate Q5_1 failing a load check on a real LCM repo). Trained weights are
+  heavy-tailed (kurtosis well above a Gaussian's 3), their output rows carry scales spread over
+  orders of magnitude (the reason per-channel quantization exists), a few input channels carry
+  outliers (LLM.int8(), Dettmers et al. 2022; SmoothQuant, Xiao et al. 2022), and norm scales
+  range over an order of magnitude. Here: values are a Gaussian scale mixture z * exp(0.6 g)
+  (kurtosis ~13), each output row is scaled by exp(N(0, 1)) (extreme rows ~400x apart in a
+  320-row tensor), 1% of input columns are scaled by 6, and each tensor is then renormalised to
+  the init RMS so forward passes keep their scale. In float16 the smallest rows then fall into
+  the subnormal range (< 6.1e-5), as in real half-precision checkpoints; that, the outlier
+  blocks and the tails are what stress block quantizers and half-precision dequantization.
 """
 
 from __future__ import annotations
@@ -17,6 +33,9 @@ import numpy as np
 
 Size = Literal["tiny", "full"]
 Kind = Literal["sd15", "sd15-lcm", "sd15-inpaint", "sd2", "sdxl"]
+Statistics = Literal["init", "trained"]
+# Source dtypes a synthetic model can be written in (bfloat16 goes through torch: NumPy has none).
+DTYPES = ("float16", "bfloat16", "float32")
 
 _SD15_UNET = {
     "_class_name": "UNet2DConditionModel",
@@ -133,25 +152,72 @@ def unet_config(kind: Kind = "sd15", size: Size = "tiny", layers_per_block: int 
     return config
 
 
-def _random_tensors(
-    shapes: dict[str, tuple[int, ...]], seed: int, dtype: np.dtype
-) -> dict[str, np.ndarray]:
-    """Seeded values with per-tensor scale: norms near 1, biases small, weights 1/sqrt(fan_in)."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for name, shape in shapes.items():
-        values = rng.standard_normal(shape, dtype=np.float32)
-        if len(shape) == 1 and ("norm" in name or "ln_" in name or "layer_norm" in name):
-            if name.endswith("weight"):
-                values = 1.0 + 0.05 * values
-            else:
-                values *= 0.02
-        elif len(shape) == 1 or "embedding" in name:
-            values *= 0.02
+def _is_norm(name: str) -> bool:
+    return "norm" in name or "ln_" in name or "layer_norm" in name
+
+
+def _init_values(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Norms near 1, biases small, weights 1/sqrt(fan_in): a freshly initialised network."""
+    values = rng.standard_normal(shape, dtype=np.float32)
+    if len(shape) == 1 and _is_norm(name):
+        if name.endswith("weight"):
+            values = 1.0 + 0.05 * values
         else:
-            values *= 1.0 / math.sqrt(max(1, math.prod(shape[1:])))
-        out[name] = values.astype(dtype)
-    return out
+            values *= 0.02
+    elif len(shape) == 1 or "embedding" in name:
+        values *= 0.02
+    else:
+        values *= 1.0 / math.sqrt(max(1, math.prod(shape[1:])))
+    return values
+
+
+def _heavy_tailed(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Gaussian scale mixture z * exp(0.6 g): kurtosis 3 * exp(4 * 0.36) ~ 13."""
+    values = rng.standard_normal(shape, dtype=np.float32)
+    values *= np.exp(0.6 * rng.standard_normal(shape, dtype=np.float32))
+    return values
+
+
+def _trained_values(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Trained-like values at the init RMS (module docstring: what and why)."""
+    if len(shape) == 1 and _is_norm(name):
+        if name.endswith("weight"):  # norm scales over an order of magnitude, all positive
+            return np.exp(0.5 * rng.standard_normal(shape, dtype=np.float32))
+        return 0.05 * _heavy_tailed(rng, shape)
+    values = _heavy_tailed(rng, shape)
+    if len(shape) == 1:
+        return 0.05 * values / float(np.sqrt(np.mean(values * values)))
+    rows = np.exp(rng.standard_normal((shape[0],) + (1,) * (len(shape) - 1), dtype=np.float32))
+    values *= rows
+    if len(shape) >= 2 and shape[1] >= 100:
+        outliers = rng.choice(shape[1], size=shape[1] // 100, replace=False)
+        values[:, outliers] *= 6.0
+    target = 0.02 if "embedding" in name else 1.0 / math.sqrt(max(1, math.prod(shape[1:])))
+    values *= target / float(np.sqrt(np.mean(values * values)))
+    return values
+
+
+def _cast(values: np.ndarray, dtype: str):
+    """float32 values in `dtype`, rounded to nearest even (a torch tensor for bfloat16)."""
+    if dtype == "bfloat16":
+        import torch
+
+        return torch.from_numpy(values).to(torch.bfloat16)
+    return values.astype(np.dtype(dtype))
+
+
+def _random_tensors(
+    shapes: dict[str, tuple[int, ...]], seed: int, dtype: str, statistics: Statistics = "init"
+) -> dict:
+    """Seeded values of every tensor in `dtype`, with the given statistics (one float32 tensor
+    at a time: a full-size UNet never exists in float32 here)."""
+    if statistics not in ("init", "trained"):
+        raise ValueError(f"statistics must be 'init' or 'trained', not {statistics!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    values = _trained_values if statistics == "trained" else _init_values
+    rng = np.random.default_rng(seed)
+    return {name: _cast(values(rng, name, shape), dtype) for name, shape in shapes.items()}
 
 
 def _meta_shapes(module_factory) -> dict[str, tuple[int, ...]]:
@@ -187,10 +253,15 @@ def clip_shapes(config: dict) -> dict[str, tuple[int, ...]]:
 
 
 def _save(folder: Path, config: dict, config_name: str, weights_name: str, tensors: dict) -> None:
-    from safetensors.numpy import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
     (folder / config_name).write_text(json.dumps(config, indent=2) + "\n")
+    if any(not isinstance(v, np.ndarray) for v in tensors.values()):  # bfloat16: torch tensors
+        from safetensors.torch import save_file as save_torch
+
+        save_torch(tensors, str(folder / weights_name), metadata={"format": "pt"})
+        return
+    from safetensors.numpy import save_file
+
     save_file(tensors, str(folder / weights_name), metadata={"format": "pt"})
 
 
@@ -201,10 +272,12 @@ def write_unet_folder(
     dtype: str = "float16",
     seed: int = 0,
     layers_per_block: int = 2,
+    statistics: Statistics = "init",
 ) -> Path:
-    """Write `folder/config.json` + `folder/diffusion_pytorch_model.safetensors`."""
+    """Write `folder/config.json` + `folder/diffusion_pytorch_model.safetensors` (`dtype` one
+    of DTYPES; `statistics`: see the module docstring)."""
     config = unet_config(kind, size, layers_per_block)
-    tensors = _random_tensors(unet_shapes(config), seed, np.dtype(dtype))
+    tensors = _random_tensors(unet_shapes(config), seed, dtype, statistics)
     _save(Path(folder), config, "config.json", "diffusion_pytorch_model.safetensors", tensors)
     return Path(folder)
 
@@ -217,11 +290,13 @@ def write_pipeline_folder(
     seed: int = 0,
     with_vae_and_text_encoder: bool = True,
     layers_per_block: int = 2,
+    statistics: Statistics = "init",
 ) -> Path:
-    """A diffusers pipeline folder: model_index.json, unet/, and optionally vae/ + text_encoder/."""
+    """A diffusers pipeline folder: model_index.json, unet/, and optionally vae/ + text_encoder/
+    (all components with the same dtype and statistics)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_unet_folder(folder / "unet", kind, size, dtype, seed, layers_per_block)
+    write_unet_folder(folder / "unet", kind, size, dtype, seed, layers_per_block, statistics)
     index: dict = {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": "0.42.1",
@@ -244,7 +319,7 @@ def write_pipeline_folder(
             vae_config,
             "config.json",
             "diffusion_pytorch_model.safetensors",
-            _random_tensors(vae_shapes(vae_config), seed + 1, np.dtype(dtype)),
+            _random_tensors(vae_shapes(vae_config), seed + 1, dtype, statistics),
         )
         clip_config = dict(_SD15_CLIP if size == "full" else _TINY_CLIP)
         _save(
@@ -252,7 +327,7 @@ def write_pipeline_folder(
             clip_config,
             "config.json",
             "model.safetensors",
-            _random_tensors(clip_shapes(clip_config), seed + 2, np.dtype(dtype)),
+            _random_tensors(clip_shapes(clip_config), seed + 2, dtype, statistics),
         )
         index["vae"] = ["diffusers", "AutoencoderKL"]
         index["text_encoder"] = ["transformers", "CLIPTextModel"]
