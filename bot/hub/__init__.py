@@ -2,7 +2,13 @@
 
 The bot only ever talks to a Hub through the unmodified `huggingface_hub` client; this server
 speaks enough of the Hub protocol for everything the bot does, stores data durably under a
-root directory, and can inject faults deterministically.
+root directory, derives tags as the Hub does, applies the Hub's rate limits when configured,
+refuses hostile input with typed 4xx answers, and can inject faults deterministically.
+
+Where things are: app.py (dispatch, body caps, rate limits), state.py (config), routes_*.py
+(endpoints), shapes.py (JSON bodies), repos.py / objects.py / model.py (storage), repotags.py
+(derived tags), cardmeta.py (README metadata), ratelimit.py, faults.py, auth.py, bulk.py
+(seeding straight into the storage for benchmarks and large tests).
 """
 
 from __future__ import annotations
