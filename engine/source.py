@@ -102,7 +102,7 @@ class Source:
     layout: RepoLayout | None = None
     # Component folders present but not used, with why (e.g. a pickle-only vae/).
     notes: tuple[str, ...] = ()
-    # The UNet folder also holds the other weight set (main and fp16 variant both exist).
+    # The weight sets the UNet folder holds: None (main weights) and/or "fp16".
     unet_variants: tuple[str | None, ...] = (None,)
 
     @property
@@ -183,6 +183,8 @@ def open_component(
     folder = Path(folder)
     root = Path(root) if root is not None else folder
     files = files if files is not None else list_local_files(root)
+    if name == "unet":
+        return _open_unet(root, folder, files, precision)[0]
     config = read_json_object(folder / "config.json")
     chosen, headers = _open_weights(root, folder, files, COMPONENT_STEMS[name], precision)
     ignored: tuple[tuple[str, str], ...] = ()
