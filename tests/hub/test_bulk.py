@@ -13,6 +13,7 @@ from safetensors.numpy import save
 
 from bot.hub import start_hub
 from bot.hub.bulk import RepoSpec, Seeder, add_commit, seed_many, seed_repo
+from bot.hub.errors import BadRequest
 from engine.synthetic import unet_config
 
 CARD = "---\nlicense: creativeml-openrail-m\ntags: [lcm]\n---\n# tiny\n"
@@ -110,9 +111,9 @@ def test_add_commit_weights_then_card_only(api: HfApi, hub) -> None:
 
 
 def test_seeding_checks_what_a_commit_checks(hub) -> None:
-    with pytest.raises(Exception, match="alias"):
+    with pytest.raises(BadRequest, match="alias"):
         seed_repo(hub, "unetbot-local/bad-card", {}, card="---\na: &x 1\nb: *x\n---\n")
-    with pytest.raises(Exception, match="invalid path"):
+    with pytest.raises(BadRequest, match="invalid path"):
         seed_repo(hub, "unetbot-local/bad-path", {"../x": b"1"})
 
 
