@@ -12,13 +12,15 @@ import html
 import re
 import shlex
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import yaml
 
 from engine import __version__
 from engine.classify import ModelKind
+from engine.errors import BadInput
+from engine.keymap import LCM_COND_PROJ_ORIGINAL
 from engine.manifest import Artifact, Manifest
 from engine.probe import TIMESTEPS
 from engine.variants import VARIANTS, Family, PublishTarget
@@ -149,13 +151,38 @@ def front_matter(
             "variants": variants,
         },
     }
-    for key in ("license_name", "license_link"):
-        if key in ctx.licence_extra:
-            meta[key] = str(ctx.licence_extra[key])
-    if ctx.licence_files and "license_link" not in meta and (ctx.licence or "other") == "other":
-        meta["license_name"] = "inherited"
+    name = one_line(ctx.licence_extra.get("license_name", ""))
+    link = safe_link(ctx.licence_extra.get("license_link", ""), ctx.licence_files)
+    if name:
+        meta["license_name"] = name
+    if link:
+        meta["license_link"] = link
+    if ctx.licence_files and not link and (ctx.licence or "other") == "other":
+        meta["license_name"] = name or "inherited"
         meta["license_link"] = "LICENSE" if "LICENSE" in ctx.licence_files else ctx.licence_files[0]
     return meta
+
+
+MAX_META_TEXT = 200  # characters of a source-derived string carried into a card's metadata
+
+
+def one_line(value: object) -> str:
+    """Source text for card metadata: one line (the Hub's front-matter fence rule and YAML
+    cannot be broken by it), no control characters, bounded length."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(value or "")).split())
+    return text[:MAX_META_TEXT]
+
+
+def safe_link(value: object, licence_files: list[str]) -> str:
+    """A licence link from the source card, kept only when it is an http(s) URL or the name of
+    a licence file copied into the repo; anything else (`javascript:`, `data:`...) is dropped."""
+    text = one_line(value)
+    if text in licence_files:
+        return text
+    parsed = urlsplit(text)
+    if parsed.scheme in ("http", "https") and parsed.netloc and " " not in text:
+        return text
+    return ""
 
 
 def _gguf_tables(artifacts: list[Artifact]) -> list[dict]:
@@ -196,6 +223,7 @@ def render_repo_card(
             title=f"{ctx.source_repo.split('/')[-1]} {target.title}",
             summary=_SUMMARIES[target],
             gguf=target is PublishTarget.GGUF,
+            cond_proj_key=LCM_COND_PROJ_ORIGINAL,
             repo_id=repo_id,
             source_repo=ctx.source_repo,
             source_revision=ctx.source_revision,
@@ -222,12 +250,30 @@ def render_repo_card(
             grid=manifest.grid,
             timesteps=", ".join(str(t) for t in TIMESTEPS),
             licence=ctx.licence or "other",
-            licence_link=ctx.licence_extra.get("license_link", ""),
+            licence_link=safe_link(ctx.licence_extra.get("license_link", ""), ctx.licence_files),
             licence_files=ctx.licence_files,
         )
     )
     meta = front_matter(ctx, target, manifest, [a.variant for a in artifacts])
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+    card = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+    check_card(card, meta)
+    return card
+
+
+def check_card(card: str, meta: dict) -> None:
+    """The card must parse back, by the Hub's own front-matter rule (huggingface_hub's
+    `ModelCard`, whose fence regex mirrors the Hub's), to exactly the metadata written;
+    otherwise publishing would fail after `create_repo` (or publish other metadata)."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
+
+    match = REGEX_YAML_BLOCK.search(card)
+    parsed = ModelCard(card).data.to_dict() if match else None
+    if parsed != meta:
+        raise BadInput(
+            f"the model card for {meta.get('base_model')!r} does not parse back to its "
+            "metadata (source card metadata the Hub cannot carry); nothing published"
+        )
 
 
 def render_pr_description(ctx: CardContext, artifacts: list[Artifact], has_full: bool) -> str:
@@ -240,6 +286,8 @@ def render_pr_description(ctx: CardContext, artifacts: list[Artifact], has_full:
             version=__version__,
             lcm=ctx.is_lcm,
             has_full=has_full,
+            unet_file=min(artifacts, key=_is_full).path if artifacts else "",
+            cond_proj_key=LCM_COND_PROJ_ORIGINAL,
             artifacts=[
                 {
                     "path": a.path,

@@ -157,8 +157,8 @@ def load_config(path: Path | str | None) -> BotConfig:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadInput(f"{path}: cannot read config ({exc})") from None
+    except (OSError, yaml.YAMLError, RecursionError) as exc:
+        raise BadInput(f"{path}: cannot read config ({type(exc).__name__}: {exc})") from None
     if not isinstance(raw, dict):
         raise BadInput(f"{path}: config must be a mapping")
     unknown = sorted(set(raw) - {"scan", "policy", "publish", "budget"})

@@ -15,6 +15,7 @@ from huggingface_hub import snapshot_download
 from bot.hubclient import Hub
 from bot.repo_files import bytes_matching, needed_files
 from engine.errors import BudgetExhausted
+from engine.layout import Precision
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,21 @@ class FetchRequest:
     files: dict[str, int]  # the repo's file list (path -> size)
     full_pipeline: bool  # vae/ + text_encoder/ too (full checkpoints)
     vae: bool  # vae/ alone (the validation grid decodes with it)
+    # Which weight sets: HALF (the fp16 variant when present) for quantized outputs, MAIN
+    # for the files a PR mirrors (engine.layout has the rule).
+    precisions: tuple[Precision, ...] = (Precision.HALF,)
+    unet_folder: str = "unet"  # "" for a bare UNet repo
 
 
 def fetch(hub: Hub, request: FetchRequest, budget_bytes: int) -> Path:
     """Download the needed files into the cache; the snapshot folder they land in."""
-    patterns = needed_files(request.files, request.full_pipeline, request.vae)
+    patterns = needed_files(
+        request.files,
+        request.full_pipeline,
+        request.vae,
+        precisions=request.precisions,
+        unet_folder=request.unet_folder,
+    )
     size = bytes_matching(request.files, patterns)
     if size > budget_bytes:
         raise BudgetExhausted(

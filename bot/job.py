@@ -162,7 +162,7 @@ def pending_targets(
     of the bot are closed here, whenever seen (the crash-window repair)."""
     pending: dict[PublishTarget, Target] = {}
     for kind in mode.targets:
-        if not choice.per_target.get(kind):
+        if not choice.per_target.get(kind) or (kind.is_pr and candidate.pr_skip):
             continue
         target = target_for(kind, candidate.repo_id, me.namespace)
         state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
@@ -184,6 +184,8 @@ def _run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
         return result
     choice = choose_variants(request.variants, request.publish, candidate.has_full_pipeline, config)
     result.notes += choice.notes
+    if candidate.pr_skip and PublishTarget.PR in request.publish.targets:
+        result.notes.append(f"no pull request: {candidate.pr_skip}")
     pending = pending_targets(hub, candidate, choice, request.publish, me)
     chosen = choice.for_targets(pending) if request.publish is not PublishMode.NONE else choice
     result.planned = [v.name for v in chosen.variants]
@@ -200,6 +202,8 @@ def _run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
         candidate.files,
         full_pipeline=any(v.full_checkpoint for v in chosen.variants),
         vae=grid,
+        precisions=tuple(dict.fromkeys(v.precision for v in chosen.variants)),
+        unet_folder=candidate.unet_folder,
     )
     snapshot = fetch(hub, fetched, config.budget.max_download_bytes)
     stem = candidate.repo_id.split("/")[-1]

@@ -1,13 +1,18 @@
 """`bot scan`: find SD1.5-family UNets in diffusers layout on the Hub, from small files only.
 
 Listing uses `list_models` with the configured searches/authors/tags/library; each candidate is
-then judged from its `model_info` (file list, tags, card data) and its `unet/config.json` (a few
-hundred bytes). Nothing larger is downloaded, and every skip carries its reason.
+then judged from its `model_info` (file list, tags, card data), the repo layout
+(`engine.repo_kind`: pipeline, bare UNet, adapter, ControlNet...), its UNet `config.json` (a few
+hundred bytes, size- and depth-capped) and, for root `.safetensors` files, their headers (an HTTP
+range read: is the repo already shipping an original-format checkpoint?). Nothing larger is
+downloaded, and every skip carries its reason.
+
+Each candidate is judged inside its own error boundary: a hostile or broken repo becomes a
+skipped row with its reason, never the end of the run. Only a spent budget ends a scan early.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,8 +23,12 @@ from bot.config import BotConfig
 from bot.hubclient import Hub
 from bot.policy import RepoFacts, licence_of, policy_skip, size_skip
 from bot.repo_files import bytes_matching, has_component, has_pickle_only, weight_files
+from engine.checkpoint_match import match_original_checkpoint
 from engine.classify import ModelKind, classify_unet
-from engine.errors import BudgetExhausted, ExitCode
+from engine.config_json import parse_json_object
+from engine.errors import BadInput, BudgetExhausted, ExitCode, UnetbotError
+from engine.layout import COMPONENT_STEMS, FP16, Precision, weight_sets
+from engine.repo_kind import RepoKind, classify_repo, layout_json_files
 
 log = logging.getLogger("unetbot.scan")
 
@@ -35,6 +44,11 @@ class Candidate:
     licence: str | None = None
     unet_bytes: int = 0
     has_full_pipeline: bool = False
+    unet_folder: str = "unet"  # "" for a bare UNet repo
+    fp16_twin: bool = False  # the UNet has main weights and an fp16 variant
+    # Why the PR target is skipped although the repo converts (it already ships an original
+    # single-file checkpoint of this UNet), or "".
+    pr_skip: str = ""
     files: dict[str, int] = field(default_factory=dict, repr=False)
     card_data: dict = field(default_factory=dict, repr=False)
 
@@ -45,6 +59,10 @@ class Candidate:
     @property
     def is_lcm(self) -> bool:
         return self.kind is ModelKind.SD15_LCM
+
+    def refuse(self, reason: str, code: ExitCode) -> Candidate:
+        self.status, self.reason, self.refusal = "skipped", reason, code
+        return self
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -70,73 +88,113 @@ def _facts(info) -> RepoFacts:
     )
 
 
-def _weights_bytes(files: dict[str, int], component: str) -> int:
-    return bytes_matching(files, weight_files(files, component) or [])
+def _weights_bytes(files: dict[str, int], component: str, unet_folder: str = "unet") -> int:
+    """Bytes of the larger weight set of a component (what a PR mirroring it downloads)."""
+    sizes = [
+        bytes_matching(files, weight_files(files, component, p, unet_folder) or [])
+        for p in Precision
+    ]
+    return max(sizes)
 
 
-def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
-    """Classify one repo from its model_info and unet/config.json."""
-    facts = _facts(info)
-    card = info.card_data.to_dict() if info.card_data is not None else {}
-    candidate = Candidate(
-        facts.repo_id,
-        facts.sha,
-        "skipped",
-        "",
-        licence=facts.licence,
-        files=facts.files,
-        card_data=card,
-    )
-    reason = policy_skip(facts, config.policy, bot_namespace)
-    if reason:
-        candidate.reason = reason
-        return candidate
-    if "unet/config.json" not in facts.files:
-        candidate.reason = "no unet/config.json: not a diffusers pipeline layout"
-        return candidate
-    if has_pickle_only(facts.files, "unet"):
-        candidate.reason = "pickle-only UNet weights (.bin); unetbot never unpickles Hub files"
-        candidate.refusal = ExitCode.BAD_INPUT
-        return candidate
-    if weight_files(facts.files, "unet") is None:
-        candidate.reason = "no UNet safetensors weights"
-        candidate.refusal = ExitCode.BAD_INPUT
-        return candidate
-    config_path = hub.call(
-        f"download {facts.repo_id}/unet/config.json",
+def _small_json(hub: Hub, facts: RepoFacts, path: str) -> dict:
+    """A small JSON file of the repo at the judged revision, size- and depth-capped."""
+    local = hub.call(
+        f"download {facts.repo_id}/{path}",
         hf_hub_download,
         facts.repo_id,
-        "unet/config.json",
+        path,
         revision=facts.sha or None,
         endpoint=hub.settings.endpoint,
         token=hub.settings.token,
         cache_dir=hub.settings.cache_dir,
     )
-    try:
-        unet_config = json.loads(Path(config_path).read_text())
-    except (OSError, ValueError) as exc:
-        candidate.reason = f"unet/config.json is not valid JSON ({exc})"
-        candidate.refusal = ExitCode.BAD_INPUT
-        return candidate
+    return parse_json_object(Path(local).read_bytes(), f"{facts.repo_id}/{path}")
+
+
+def _existing_checkpoint(
+    hub: Hub, facts: RepoFacts, candidates: tuple[str, ...], unet_config: dict
+) -> str:
+    """Why the PR is not needed: a root file that already is an original checkpoint of this
+    UNet (decided from its header alone, read with an HTTP range request), or ""."""
+    for filename in candidates:
+        try:
+            meta = hub.call(
+                f"read the header of {facts.repo_id}/{filename}",
+                hub.api.parse_safetensors_file_metadata,
+                facts.repo_id,
+                filename,
+                revision=facts.sha or None,
+            )
+            table = {name: (t.dtype, tuple(t.shape)) for name, t in meta.tensors.items()}
+        except (BadInput, ValueError, RecursionError, AttributeError, TypeError) as exc:
+            log.info("%s/%s: not a readable safetensors header (%s)", facts.repo_id, filename, exc)
+            continue
+        match = match_original_checkpoint(table, unet_config, filename)
+        if match.matches:
+            return match.reason
+    return ""
+
+
+def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
+    """Classify one repo from its model_info, layout and UNet config (small files only)."""
+    facts = _facts(info)
+    card = info.card_data.to_dict() if info.card_data is not None else {}
+    candidate = Candidate(
+        facts.repo_id, facts.sha, "skipped", "", licence=facts.licence, files=facts.files,
+        card_data=card,
+    )  # fmt: skip
+    reason = policy_skip(facts, config.policy, bot_namespace)
+    if reason:
+        return candidate.refuse(reason, ExitCode.POLICY_SKIPPED)
+    jsons = [] if "unet/config.json" in facts.files else layout_json_files(facts.files)
+    small = {path: _small_json(hub, facts, path) for path in jsons}
+    layout = classify_repo(facts.files, small.get("model_index.json"), small.get("config.json"))
+    if not layout.convertible:
+        code = ExitCode.BAD_INPUT if layout.kind is RepoKind.NO_MODEL else ExitCode.UNSUPPORTED
+        return candidate.refuse(layout.reason, code)
+    folder = candidate.unet_folder = layout.unet_folder or ""
+    if has_pickle_only(facts.files, "unet", folder):
+        reason = "pickle-only UNet weights (.bin); unetbot never unpickles Hub files"
+        return candidate.refuse(reason, ExitCode.BAD_INPUT)
+    if weight_files(facts.files, "unet", unet_folder=folder) is None:
+        return candidate.refuse("no UNet safetensors weights", ExitCode.BAD_INPUT)
+    config_path = f"{folder}/config.json" if folder else "config.json"
+    unet_config = small.get(config_path) or _small_json(hub, facts, config_path)
     classification = classify_unet(unet_config)
     candidate.kind = classification.kind
     if not classification.supported:
-        candidate.reason = classification.reason
-        candidate.refusal = ExitCode.UNSUPPORTED
-        return candidate
-    candidate.has_full_pipeline = has_component(facts.files, "vae") and has_component(
-        facts.files, "text_encoder"
+        return candidate.refuse(classification.reason, ExitCode.UNSUPPORTED)
+    candidate.has_full_pipeline = bool(folder) and all(
+        has_component(facts.files, c) for c in ("vae", "text_encoder")
     )
-    candidate.unet_bytes = _weights_bytes(facts.files, "unet")
+    sets = weight_sets(facts.files, folder, COMPONENT_STEMS["unet"])
+    candidate.fp16_twin = None in sets and FP16 in sets
+    candidate.unet_bytes = _weights_bytes(facts.files, "unet", folder)
     total = candidate.unet_bytes
     if candidate.has_full_pipeline:
         total += _weights_bytes(facts.files, "vae") + _weights_bytes(facts.files, "text_encoder")
     reason = size_skip(candidate.unet_bytes, total, config.policy)
     if reason:
-        candidate.reason = reason
-        return candidate
+        return candidate.refuse(reason, ExitCode.POLICY_SKIPPED)
+    candidate.pr_skip = _existing_checkpoint(hub, facts, layout.root_checkpoints, unet_config)
     candidate.status, candidate.reason = "supported", classification.reason
     return candidate
+
+
+def judge_safely(hub: Hub, repo_id: str, config: BotConfig, bot_namespace: str) -> Candidate:
+    """`judge` inside an error boundary: any failure of this one repo (bad input, Hub error,
+    a bug) is a skipped row naming it. Only a spent budget propagates (it ends the scan)."""
+    try:
+        return judge(hub, model_info(hub, repo_id), config, bot_namespace)
+    except BudgetExhausted:
+        raise
+    except UnetbotError as exc:
+        return Candidate(repo_id, "", "skipped", str(exc), refusal=exc.exit_code)
+    except Exception as exc:  # a bug must not end the run: logged with its traceback
+        log.exception("%s: judging failed", repo_id)
+        reason = f"internal error while judging ({type(exc).__name__})"
+        return Candidate(repo_id, "", "skipped", reason, refusal=ExitCode.INTERNAL_ERROR)
 
 
 def model_info(hub: Hub, repo_id: str, revision: str | None = None):
@@ -177,8 +235,7 @@ def scan(hub: Hub, config: BotConfig, bot_namespace: str) -> list[Candidate]:
     out: list[Candidate] = []
     try:
         for repo_id in list_repo_ids(hub, config):
-            info = model_info(hub, repo_id)
-            out.append(judge(hub, info, config, bot_namespace))
+            out.append(judge_safely(hub, repo_id, config, bot_namespace))
             log.info("%s: %s (%s)", repo_id, out[-1].status, out[-1].reason)
     except BudgetExhausted as exc:
         log.warning("scan stopped early after %d repos: %s", len(out), exc)

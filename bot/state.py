@@ -123,12 +123,13 @@ def published_state(hub: Hub, repo_id: str) -> Published | None:
 
 
 def check_owned(published: Published | None, target: Target, source_repo: str) -> None:
-    """Refuse to publish into a repo that records another source (or none: not ours)."""
-    if published is not None and published.source_repo != source_repo:
-        recorded = published.source_repo or "no unetbot source"
+    """Refuse to publish into a repo whose card records another source. A repo without a
+    record is the bot's own (only the bot writes in its namespace) left empty by a run that
+    stopped between creating it and committing: it is filled."""
+    if published is not None and published.source_repo not in ("", source_repo):
         raise PolicySkipped(
-            f"{target.repo_id} exists and records {recorded!r}, not {source_repo!r}: "
-            "refusing to publish into it"
+            f"{target.repo_id} exists and records {published.source_repo!r}, not "
+            f"{source_repo!r}: refusing to publish into it"
         )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,9 +55,11 @@ def fsync_dir(folder: Path) -> None:
 
 
 def temp_path_for(final_path: Path) -> Path:
-    """The hidden temp name beside `final_path` that an atomic write goes through."""
+    """A fresh hidden temp name beside `final_path` for one atomic write (process, thread and
+    a random part: two writers of the same path never share a temp file)."""
     final_path = Path(final_path)
-    return final_path.with_name(f".{final_path.name}.tmp-{os.getpid()}")
+    unique = f"{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}"
+    return final_path.with_name(f".{final_path.name}.tmp-{unique}")
 
 
 @contextmanager

@@ -5,10 +5,12 @@ LCM UNet's guidance embedding (kept by unetbot as `model.diffusion_model.time_em
 cond_proj.weight`) is never filled: the parameter stays on `meta` and loading fails with "Cannot
 copy out of meta tensor" (or, after `to_empty()`, gives noise; diffusers issue 11033). Since
 v0.35, `from_single_file` loads a state dict whose keys equal the model's diffusers keys without
-conversion. So for files that carry cond_proj this loader renames every tensor with unetbot's own
-key map (engine.keymap) and hands diffusers that dict; files without it go through diffusers'
-own conversion untouched. Works for original safetensors and for GGUF (quantized tensors stay
-`GGUFParameter`s and are dequantized on the fly by diffusers).
+conversion. So for files that carry cond_proj, `load_unet` does exactly what the model cards tell
+users who do not have unetbot: diffusers' own converter (`convert_ldm_unet_checkpoint`) for every
+key, one line that puts cond_proj under its diffusers name, and `from_single_file` on that state
+dict. Validation loads through here, so it proves the cards' recipe. Files without cond_proj go
+through diffusers' own loader untouched. Works for original safetensors and for GGUF (quantized
+tensors stay `GGUFParameter`s and are dequantized on the fly by diffusers).
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import MissingKey
-from engine.keymap import LCM_COND_PROJ_ORIGINAL, UNET_PREFIX, unet_keymap
+from engine.keymap import (
+    LCM_COND_PROJ_DIFFUSERS,
+    LCM_COND_PROJ_ORIGINAL,
+    UNET_PREFIX,
+    unet_keymap,
+)
 
 if TYPE_CHECKING:
     from diffusers import UNet2DConditionModel
@@ -54,6 +61,15 @@ def to_diffusers_state_dict(checkpoint: dict[str, Any], unet_config: dict) -> di
     return out
 
 
+def with_cond_proj(checkpoint: dict[str, Any], unet_config: dict) -> dict[str, Any]:
+    """The cards' recipe: diffusers' own key conversion, then the one cond_proj line."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    state = convert_ldm_unet_checkpoint(checkpoint, unet_config)
+    state[LCM_COND_PROJ_DIFFUSERS] = checkpoint[LCM_COND_PROJ_ORIGINAL]
+    return state
+
+
 def load_unet(
     path: str | Path,
     config: str | Path,
@@ -83,7 +99,7 @@ def load_unet(
             f"{LCM_COND_PROJ_ORIGINAL}: the guidance embedding was dropped"
         )
     if LCM_COND_PROJ_ORIGINAL in checkpoint:
-        checkpoint = to_diffusers_state_dict(checkpoint, unet_config)
+        checkpoint = with_cond_proj(checkpoint, unet_config)
     model = UNet2DConditionModel.from_single_file(checkpoint, **kwargs)
     on_meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if on_meta:

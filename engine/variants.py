@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.diffusers_quant import SCHEMES, QuantScheme
 from engine.errors import BadInput
+from engine.layout import Precision
 from engine.original import Provenance, write_original
 from engine.thresholds import THRESHOLDS, Threshold
 
@@ -102,6 +103,10 @@ class Variant:
     # The writer holds a whole model in memory (GBs: diffusers quantization). Such writers run
     # before validation starts, never beside it; streaming writers (~100 MB) overlap with it.
     loads_model: bool = False
+    # Which weight set it is made from (engine.layout): the exact originals mirror the main
+    # weights; everything stored in half precision anyway reads the fp16 variant when there is
+    # one, so an fp32 file is never downloaded for it.
+    precision: Precision = Precision.HALF
 
     @property
     def needs_full_pipeline(self) -> bool:
@@ -180,21 +185,21 @@ def _write_diffusers_quant(
 
 
 def _validate_original(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
-    from engine.validate import validate_original
+    from engine.validation.original import validate_original
 
-    return validate_original(artifact, ctx)
+    return validate_original(variant, artifact, ctx)
 
 
 def _validate_gguf(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
-    from engine.validate import validate_gguf
+    from engine.validation.gguf_file import validate_gguf
 
-    return validate_gguf(artifact, ctx)
+    return validate_gguf(variant, artifact, ctx)
 
 
 def _validate_diffusers_quant(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
-    from engine.validate import validate_diffusers_quant
+    from engine.validation.diffusers_quant import validate_diffusers_quant
 
-    return validate_diffusers_quant(artifact, ctx)
+    return validate_diffusers_quant(variant, artifact, ctx)
 
 
 # ---------------------------------------------------------------- the registry
@@ -223,6 +228,7 @@ def _registry() -> dict[str, Variant]:
             PublishTarget.PR,
             _write_original,
             _validate_original,
+            precision=Precision.MAIN,
         ),
         Variant(
             "original-full",
@@ -235,6 +241,7 @@ def _registry() -> dict[str, Variant]:
             _write_original,
             _validate_original,
             full_checkpoint=True,
+            precision=Precision.MAIN,
         ),
     ]
     ggufs = []

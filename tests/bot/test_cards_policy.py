@@ -63,7 +63,8 @@ def test_repo_card_parses_and_carries_provenance():
     assert card.data.license == "creativeml-openrail-m"
     assert card.data.library_name == "gguf"
     assert card.data.to_dict()["unetbot"]["source_revision"] == "a" * 40
-    assert "m-full-Q8_0.gguf" in text and "load_unet" in text  # sd.cpp + LCM snippets
+    assert "m-full-Q8_0.gguf" in text  # the sd.cpp snippet needs the full checkpoint
+    assert "convert_ldm_unet_checkpoint" in text and "engine" not in text  # diffusers alone
     assert "| 182 | 505 |" in text
 
 
@@ -103,6 +104,33 @@ def test_source_text_is_escaped_everywhere():
     pr = render_pr_description(ctx, artifacts, has_full=False)
     assert "<script>" not in re.sub(r"`[^`]*`", "", pr)
     assert pr.count("<!--") == 1 and pr.count("-->") == 1  # the marker cannot be closed early
+
+
+@pytest.mark.parametrize(
+    "link", ["javascript:alert(1)", "data:text/html,x", "file:///etc/passwd", "//evil", "x y"]
+)
+def test_licence_links_other_than_http_are_dropped(link):
+    ctx = CardContext(
+        "alice/m", "a" * 40, ModelKind.SD15, "other", {"license_link": link}, [], "http://hub"
+    )
+    artifacts = [_artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0")]
+    text = render_repo_card(ctx, PublishTarget.GGUF, "bot/m-GGUF", Manifest({}), artifacts)
+    assert link.split(":")[0] + ":" not in text.replace("https:", "").replace("http:", "")
+    assert "license_link" not in ModelCard(text).data.to_dict()
+
+
+def test_multi_line_licence_name_stays_one_line_and_the_card_parses():
+    name = "My licence\n---\nlicense: mit\n\n---\n" + "x" * 500
+    extra = {"license_name": name, "license_link": "https://example.com/l"}
+    ctx = CardContext("alice/m", "a" * 40, ModelKind.SD15, "other", extra, [], "http://hub")
+    artifacts = [_artifact("gguf-q8_0", "m-Q8_0.gguf", gguf_type="Q8_0")]
+    card = ModelCard(
+        render_repo_card(ctx, PublishTarget.GGUF, "bot/m-GGUF", Manifest({}), artifacts)
+    )
+    assert card.data.license == "other"
+    assert card.data.license_name.startswith("My licence --- license: mit")
+    assert len(card.data.license_name) <= 200
+    assert card.data.license_link == "https://example.com/l"
 
 
 def test_md_escapes_markdown_and_html():
