@@ -11,10 +11,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine import __version__
 from engine.errors import BadInput
 from engine.fsio import atomic_write_bytes
+
+if TYPE_CHECKING:  # engine.validation imports this module
+    from engine.validation.result import ValidationResult
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -47,11 +51,26 @@ class Artifact:
     consumers: list[str]
     files: list[FileEntry] = field(default_factory=list)
     details: dict = field(default_factory=dict)
-    validation: dict | None = None  # {"status": "passed"|"failed", "reason", "metrics"}
+    validation: ValidationResult | None = None  # None until validated
 
     @property
     def passed(self) -> bool:
-        return bool(self.validation) and self.validation.get("status") == "passed"
+        return self.validation is not None and self.validation.passed
+
+    def to_dict(self) -> dict:
+        """The manifest.json form: `validation` as the dict schema 1 documents."""
+        out = asdict(self)
+        out["validation"] = None if self.validation is None else self.validation.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Artifact:
+        from engine.validation.result import ValidationResult
+
+        validation = raw.get("validation")
+        files = [FileEntry(**f) for f in raw.get("files", [])]
+        result = None if validation is None else ValidationResult.from_dict(validation)
+        return cls(**{**raw, "files": files, "validation": result})
 
 
 @dataclass
@@ -63,7 +82,8 @@ class Manifest:
     unetbot_version: str = __version__
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        raw = {**asdict(self), "artifacts": [a.to_dict() for a in self.artifacts]}
+        return json.dumps(raw, indent=2, sort_keys=False) + "\n"
 
     def save(self, folder: Path) -> Path:
         return atomic_write_bytes(Path(folder) / MANIFEST_NAME, self.to_json().encode())
@@ -79,10 +99,7 @@ class Manifest:
             raise BadInput(
                 f"{path}: schema_version {raw.get('schema_version')} is not {SCHEMA_VERSION}"
             )
-        artifacts = [
-            Artifact(**{**a, "files": [FileEntry(**f) for f in a.get("files", [])]})
-            for a in raw.get("artifacts", [])
-        ]
+        artifacts = [Artifact.from_dict(a) for a in raw.get("artifacts", [])]
         return cls(
             source=raw["source"],
             artifacts=artifacts,

@@ -26,7 +26,7 @@ from pathlib import Path
 from engine.convert import ProgressHook, Run, start_run, write_variant
 from engine.manifest import Artifact, Manifest
 from engine.original import Provenance
-from engine.validate import Context, needs_reference, validate_artifact, write_validation_grid
+from engine.validation import Context, needs_reference, validate_artifact, write_validation_grid
 from engine.variants import Variant
 
 log = logging.getLogger("unetbot.engine")
@@ -80,7 +80,7 @@ def convert_and_validate(
             heavy.append(write_variant(run, variant, earlier))
             record(heavy[-1])
         ctx = Context(run.source, run.out_dir, run.manifest.source.get("revision", ""), grid)
-        if needs_reference(v.name for v in run.variants):
+        if needs_reference(run.variants, run.source):
             if progress:
                 progress("fp32 reference outputs", step, total)
             ctx.reference()

@@ -10,6 +10,7 @@ byte-equal, tensor by tensor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,94 @@ THRESHOLDS: dict[str, Threshold] = {
     "quanto-int8": Threshold(0.99989, 0.021, NO_TENSOR_CHECK),
     "quanto-float8": Threshold(0.9979, 0.092, NO_TENSOR_CHECK),
 }
+
+
+# ---------------------------------------------------------------- diffusers' GGUF path
+# diffusers dequantizes GGUF blocks in float16 (engine.validation.diffusers_gguf says where), so
+# its weights are gguf-py's float32 values rounded by float16 arithmetic. IEEE binary16 rounding
+# to nearest errs by at most half an ulp: FP16_UNIT_ROUNDOFF * |x| for normal results, and
+# FP16_SUBNORMAL_ERROR (half the subnormal spacing 2^-24) below 2^-14.
+FP16_UNIT_ROUNDOFF = 2.0**-11
+FP16_SUBNORMAL_ERROR = 2.0**-25
+FP32_UNIT_ROUNDOFF = 2.0**-24
+# Block types with an offset (w = d * q + m): diffusers rounds twice, gguf-py's float32 once.
+OFFSET_TYPES = ("Q5_1", "Q4_1")
+GGUF_BLOCK = 32
+
+
+def diffusers_dequant_tolerance(values: Any, gguf_type: str) -> Any:
+    """Per element, the largest |diffusers' float16 dequantization - gguf-py's| the arithmetic
+    allows (float64 torch tensor, the shape of `values`: gguf-py's float32 values, blocks of 32
+    along the last dimension).
+
+    Derivation (u = FP16_UNIT_ROUNDOFF, s = FP16_SUBNORMAL_ERROR, e = FP32_UNIT_ROUNDOFF):
+    d and m are float16 and q an integer of <= 8 bits, so d * q has <= 19 significant bits and
+    gguf-py's float32 product is exact; its float32 sum w = d*q + m errs by <= e |w|.
+    - scale-only types (Q8_0, Q5_0, Q4_0): diffusers computes fl16(d * q):
+      |w' - w| <= u |w| + s + e |w|;
+    - offset types (Q5_1, Q4_1): diffusers computes p = fl16(d * q), then fl16(p + m). m is the
+      block's minimum, so |m| <= M (the block's largest |w|) and |d * q| = |w - m| <= |w| + M:
+      |w' - w| <= u (|w| + M) + u (|w| + u (|w| + M)) + 2 s + e |w| + s.
+    No calibration: a correct float16 dequantization cannot exceed this, a wrong block (another
+    tensor's, a corrupted scale) exceeds it by orders of magnitude. Evaluated in float64."""
+    w = values.double().abs()
+    u, s, e = FP16_UNIT_ROUNDOFF, FP16_SUBNORMAL_ERROR, FP32_UNIT_ROUNDOFF
+    if gguf_type not in OFFSET_TYPES:
+        return u * w + s + e * w
+    blocks = w.reshape(-1, GGUF_BLOCK)
+    block_max = blocks.amax(dim=1, keepdim=True).expand_as(blocks).reshape(w.shape)
+    product = w + block_max
+    return u * product + u * (w + u * product) + 3 * s + e * w
+
+
+# ---------------------------------------------------------------- GGUF block quantization
+# (qmax, error bound in steps d): the quantizers of ggml / gguf-py (`gguf/quants.py`), which
+# engine.gguf_quants reproduces byte for byte. Q8_0: d = amax / 127, q = round(x / d): half a
+# step. Q5_0 / Q4_0: d = -max / 16 (8), q = trunc(x / d + 16.5) clipped to 31 (15): half a step,
+# but the value opposite to `max` clips one full step. Q5_1 / Q4_1: d = (max - min) / 31 (15),
+# q = round((x - min) / d): half a step.
+_BLOCK_RULES = {
+    "Q8_0": (127, 0.5),
+    "Q5_0": (16, 1.0),
+    "Q4_0": (8, 1.0),
+    "Q5_1": (31, 0.5),
+    "Q4_1": (15, 0.5),
+}
+
+
+def quantization_tolerance(source: Any, gguf_type: str) -> Any:
+    """Per element, the largest |dequantized - source| a correct block quantization of `source`
+    allows (float64 torch tensor; `source` float32, blocks of 32 along the last dimension).
+
+    Derived from the quantizer, not fitted: with d the block's step computed from the source
+    block (rule above), the rounding error is at most `steps` * d; the stored float16 scale
+    differs from d by u d + s, times up to qmax codes; an offset type also stores its minimum
+    in float16 (u |min| + s); float32 arithmetic adds a few e per operation (4 qmax e d + e |x|
+    covers them). It holds for any weights, trained or not, so it needs no margin, and a
+    corrupted block (another scale, another tensor's codes) breaks it even when the tensor's
+    overall error stays small."""
+    qmax, steps = _BLOCK_RULES[gguf_type]
+    u, s, e = FP16_UNIT_ROUNDOFF, FP16_SUBNORMAL_ERROR, FP32_UNIT_ROUNDOFF
+    x = source.double().reshape(-1, GGUF_BLOCK)
+    if gguf_type in OFFSET_TYPES:
+        low = x.amin(dim=1, keepdim=True)
+        d = (x.amax(dim=1, keepdim=True) - low) / qmax
+        offset = u * low.abs() + s
+    else:
+        d = x.abs().amax(dim=1, keepdim=True) / qmax
+        offset = 0.0
+    tol = steps * d + qmax * (u * d + s) + offset + 4 * qmax * e * d + e * x.abs()
+    return tol.reshape(source.shape)
+
+
+# diffusers' GGUF model against a float32 model holding the very weights diffusers dequantized:
+# the same operations on the same values, so only float32 summation order may differ (a BLAS
+# that blocks a product differently). Measured: 0, bit-identical outputs, on every calibration
+# fixture (benchmarks/calibrate_thresholds.py). The bound allows a relative L2 of 1e-5, ~170
+# float32 unit roundoffs, for another summation order; a misplaced or wrong tensor, or even the
+# float16 rounding of the weights alone, moves outputs by 1e-4 to 1.
+SAME_WEIGHTS_MAX_REL_L2 = 1e-5
+SAME_WEIGHTS = Threshold(1.0 - SAME_WEIGHTS_MAX_REL_L2**2, SAME_WEIGHTS_MAX_REL_L2, NO_TENSOR_CHECK)
 
 
 def check(threshold: Threshold, metrics: dict[str, float], what: str) -> list[str]:

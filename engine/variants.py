@@ -107,6 +107,9 @@ class Variant:
     # weights; everything stored in half precision anyway reads the fp16 variant when there is
     # one, so an fp32 file is never downloaded for it.
     precision: Precision = Precision.HALF
+    # Only when the source has both main weights and an fp16 variant: the PR's second file,
+    # mirroring the fp16 variant as the first mirrors the main weights.
+    fp16_twin: bool = False
 
     @property
     def needs_full_pipeline(self) -> bool:
@@ -133,7 +136,8 @@ def _write_original(
     variant: Variant, source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier
 ) -> Written:
     full = variant.full_checkpoint
-    name = f"{stem}.safetensors" if full else f"{stem}.unet.safetensors"
+    suffix = ".fp16" if variant.fp16_twin else ""
+    name = f"{stem}{suffix}.safetensors" if full else f"{stem}.unet{suffix}.safetensors"
     path = write_original(source, out_dir / name, full=full, provenance=provenance)
     return Written(path, [path], {"lcm_cond_proj": source.classification.is_lcm})
 
@@ -244,6 +248,23 @@ def _registry() -> dict[str, Variant]:
             precision=Precision.MAIN,
         ),
     ]
+    originals += [
+        Variant(
+            f"{v.name}-fp16",
+            v.format,
+            v.consumers,
+            f"{v.description}, from the fp16 variant (when the repo also has main weights)",
+            v.size_vs_fp16_unet,
+            Family.ORIGINAL,
+            PublishTarget.PR,
+            _write_original,
+            _validate_original,
+            full_checkpoint=v.full_checkpoint,
+            precision=Precision.HALF,
+            fp16_twin=True,
+        )
+        for v in list(originals)
+    ]
     ggufs = []
     for qtype in GGUF_TYPES:
         for full in (False, True):
@@ -312,15 +333,31 @@ def parse_variant_names(spec: str | list[str]) -> list[str]:
     return names
 
 
-def resolve_variants(spec: str | list[str], has_full_pipeline: bool | None = None) -> list[Variant]:
+@dataclass(frozen=True)
+class SourceFacts:
+    """What decides whether a variant applies to a source (known before any download)."""
+
+    has_full_pipeline: bool  # VAE + text encoder usable: full checkpoints apply
+    fp16_twin: bool = False  # main weights and an fp16 variant: the PR's fp16 twins apply
+
+    def applies(self, variant: Variant) -> bool:
+        return (self.has_full_pipeline or not variant.full_checkpoint) and (
+            self.fp16_twin or not variant.fp16_twin
+        )
+
+    def why_not(self, variant: Variant) -> str:
+        if variant.full_checkpoint and not self.has_full_pipeline:
+            return "the source has no VAE + text encoder in diffusers layout"
+        if variant.fp16_twin and not self.fp16_twin:
+            return "the source has no fp16 variant beside its main weights"
+        return ""
+
+
+def resolve_variants(spec: str | list[str], facts: SourceFacts | None = None) -> list[Variant]:
     """Expand a comma list (or `all`) into variants in registry order; `all` keeps only those
-    that apply when `has_full_pipeline` is known."""
+    that apply to the source when its facts are known."""
     names = parse_variant_names(spec)
     if "all" in names:
-        return [
-            v
-            for v in VARIANTS.values()
-            if has_full_pipeline is None or has_full_pipeline or not v.full_checkpoint
-        ]
+        return [v for v in VARIANTS.values() if facts is None or facts.applies(v)]
     wanted = set(names)
     return [v for v in VARIANTS.values() if v.name in wanted]

@@ -40,11 +40,12 @@ def test_full_size_original_is_exact_and_keeps_cond_proj(full_lcm, tmp_path):
 
 def test_full_size_gguf_q8_0_validates_with_diffusers(full_lcm, tmp_path):
     from engine.convert import convert
-    from engine.validate import validate_manifest
+    from engine.validation import validate_manifest
 
     convert(full_lcm, tmp_path / "out", "gguf-q8_0")
     manifest = validate_manifest(tmp_path / "out", full_lcm)
     artifact = manifest.artifacts[0]
-    assert artifact.passed, artifact.validation["reason"]
+    assert artifact.validation is not None
+    assert artifact.passed, artifact.validation.reason
     assert artifact.details["quantized"] == 182
-    assert artifact.validation["metrics"]["output"]["cosine"] > 0.9999
+    assert artifact.validation.metrics["output"]["cosine"] > 0.9999

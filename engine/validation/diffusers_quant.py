@@ -1,0 +1,33 @@
+"""Diffusers-quantized folders (TorchAO, Quanto): reloaded as users load them, then the probe.
+
+The folder is the one holding the artifact's main weights file; its scheme comes from the
+variant (the registry), so a folder written for another scheme fails to load
+(`engine.diffusers_quant.load_quantized_unet` checks the folder's quantization_config).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.validation.context import Context
+from engine.validation.outputs import output_checks
+from engine.validation.result import ValidationResult
+
+if TYPE_CHECKING:
+    from engine.manifest import Artifact
+    from engine.variants import Variant
+
+
+def validate_diffusers_quant(
+    variant: Variant, artifact: Artifact, ctx: Context
+) -> ValidationResult:
+    from engine.diffusers_quant import load_quantized_unet
+
+    assert variant.quant_scheme is not None and variant.threshold is not None
+    folder = (ctx.out_dir / artifact.path).parent
+    model = load_quantized_unet(folder, variant.quant_scheme)
+    problems: list[str] = []
+    metrics = output_checks(model, ctx, variant.name, variant.threshold, problems)
+    del model
+    checks = ["diffusers from_pretrained reload", "probe forward vs fp32 source"]
+    return ValidationResult.from_problems(problems, metrics, checks)
