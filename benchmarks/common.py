@@ -31,6 +31,21 @@ def measure(cmd: list[str], repeat: int = 1) -> dict:
     return best
 
 
+def time_v(cmd: list[str], cwd: Path = ROOT) -> dict:
+    """Wall time and peak RSS of `cmd` as a whole process, from GNU time's `-v` report (what
+    a user sees: imports, writes, fsyncs and validation together)."""
+    out = subprocess.run(
+        ["/usr/bin/time", "-v", *cmd], check=True, capture_output=True, text=True, cwd=cwd
+    )
+    report = dict(
+        line.strip().rsplit(": ", 1) for line in out.stderr.splitlines() if ": " in line.strip()
+    )
+    wall = report["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")
+    seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall)))
+    peak_kb = int(report["Maximum resident set size (kbytes)"])
+    return {"wall_s": seconds, "peak_rss_mb": peak_kb / 1024}
+
+
 def python_cmd(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
