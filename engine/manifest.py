@@ -53,6 +53,13 @@ class Artifact:
     details: dict = field(default_factory=dict)
     validation: ValidationResult | None = None  # None until validated
 
+    def __post_init__(self) -> None:
+        # The manifest.json form is accepted too (callers written when results were dicts)
+        if isinstance(self.validation, dict):
+            from engine.validation.result import ValidationResult
+
+            self.validation = ValidationResult.from_dict(self.validation)
+
     @property
     def passed(self) -> bool:
         return self.validation is not None and self.validation.passed
@@ -65,12 +72,8 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Artifact:
-        from engine.validation.result import ValidationResult
-
-        validation = raw.get("validation")
         files = [FileEntry(**f) for f in raw.get("files", [])]
-        result = None if validation is None else ValidationResult.from_dict(validation)
-        return cls(**{**raw, "files": files, "validation": result})
+        return cls(**{**raw, "files": files})  # __post_init__ reads the validation dict
 
 
 @dataclass
