@@ -42,6 +42,20 @@ COLUMNS = (
 )
 
 
+def open_gates() -> None:
+    """Calibration must see every metric, so the calibrated gates are opened (in this process
+    only): a variant failing one would otherwise stop before its output metrics. The derived
+    bounds stay: they hold for every correct file by construction."""
+    import dataclasses
+
+    from engine.thresholds import Threshold
+    from engine.variants import VARIANTS as REGISTRY
+
+    wide_open = Threshold(-1.0, float("inf"), float("inf"))
+    for name in VARIANTS:
+        REGISTRY[name] = dataclasses.replace(REGISTRY[name], threshold=wide_open)
+
+
 def measure(root: Path, out: Path) -> dict[str, dict]:
     from engine.convert import convert
     from engine.validation import validate_manifest
@@ -51,6 +65,7 @@ def measure(root: Path, out: Path) -> dict[str, dict]:
     worst: dict[str, dict] = {}
     for a in manifest.artifacts:
         assert a.validation is not None
+        assert a.passed, f"{root.name} {a.variant}: {a.validation.reason}"  # derived bounds
         m = a.validation.metrics
         outs = [m[k] for k in ("output", "lcm_4step") if k in m]
         worst[a.variant] = {
@@ -92,6 +107,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also full-size trained-like LCMs")
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
+    open_gates()
     total: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

@@ -26,7 +26,13 @@ from pathlib import Path
 from engine.convert import ProgressHook, Run, start_run, write_variant
 from engine.manifest import Artifact, Manifest
 from engine.original import Provenance
-from engine.validation import Context, needs_reference, validate_artifact, write_validation_grid
+from engine.validation import (
+    Context,
+    import_loaders,
+    needs_reference,
+    validate_artifact,
+    write_validation_grid,
+)
 from engine.variants import Variant
 
 log = logging.getLogger("unetbot.engine")
@@ -72,6 +78,7 @@ def convert_and_validate(
     )
     writer.start()
     try:
+        import_loaders()  # while the writer thread writes the first files
         # Whole-model writers run here, beside the streaming writer but before any validation
         # model is loaded: ~3 GB + ~100 MB, then the validation models alone.
         heavy = []

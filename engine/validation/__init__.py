@@ -10,6 +10,7 @@ reference), and `run` (an artifact, a manifest, a folder, the validation grid).
 from engine.validation.context import Context, exact_copy, needs_reference
 from engine.validation.result import ValidationResult
 from engine.validation.run import (
+    import_loaders,
     validate_artifact,
     validate_folder,
     validate_manifest,
@@ -20,6 +21,7 @@ __all__ = [
     "Context",
     "ValidationResult",
     "exact_copy",
+    "import_loaders",
     "needs_reference",
     "validate_artifact",
     "validate_folder",

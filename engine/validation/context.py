@@ -27,6 +27,7 @@ class PassedGGUF:
     path: Path
     metrics: dict  # its output metrics ("output", "lcm_4step")
     worst: tuple[float, str]  # its worst tensor rel L2 and that tensor's name
+    worst_bound_ratio: float  # its worst quantized element against its derived bound
 
 
 @dataclass

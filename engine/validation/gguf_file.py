@@ -75,13 +75,15 @@ def validate_gguf(variant: Variant, artifact: Artifact, ctx: Context) -> Validat
     problems += compared.problems
     del reader  # pages of the map touched so far count as this process's RSS
     release_memory()
-    worst = max(compared.worst, shared.worst) if shared is not None else compared.worst
+    worst, bound_ratio = compared.worst, compared.worst_bound_ratio
+    if shared is not None:
+        worst, bound_ratio = max(worst, shared.worst), max(bound_ratio, shared.worst_bound_ratio)
     if worst[0] > threshold.max_tensor_rel_l2:
         problems.append(f"{worst[1]}: tensor rel L2 {worst[0]:.5f} > {threshold.max_tensor_rel_l2}")
     metrics: dict = {
         "worst_tensor_rel_l2": worst[0],
         "worst_tensor": worst[1],
-        "worst_quant_bound_ratio": compared.worst_bound_ratio,
+        "worst_quant_bound_ratio": bound_ratio,
     }
     if problems:
         return ValidationResult.from_problems(problems, metrics, checks)
@@ -104,7 +106,7 @@ def validate_gguf(variant: Variant, artifact: Artifact, ctx: Context) -> Validat
         problems += _lossy_checks(variant, ctx, path, compared.unet, metrics, checks)
     if not problems and not full:
         outputs = {k: metrics[k] for k in ("output", "lcm_4step") if k in metrics}
-        ctx.gguf_passed[qtype] = PassedGGUF(variant.name, path, outputs, worst)
+        ctx.gguf_passed[qtype] = PassedGGUF(variant.name, path, outputs, worst, bound_ratio)
     return ValidationResult.from_problems(problems, metrics, checks)
 
 

@@ -49,3 +49,40 @@ def test_full_size_gguf_q8_0_validates_with_diffusers(full_lcm, tmp_path):
     assert artifact.passed, artifact.validation.reason
     assert artifact.details["quantized"] == 182
     assert artifact.validation.metrics["output"]["cosine"] > 0.9999
+
+
+REAL_FAILURES = [("float32", "gguf-q5_1"), ("bfloat16", "gguf-q5_0")]
+
+
+@pytest.mark.parametrize(("dtype", "variant"), REAL_FAILURES)
+def test_full_size_trained_like_gguf_passes_every_gate(tmp_path, dtype, variant):
+    """The cases real weights failed on (an accurate Q5_1 of an fp32 LCM, a Q5_0 of a bf16
+    one, rejected by a fixed diffusers-load cosine): with trained-like values they pass, and
+    diffusers' GGUF path is judged by its derived bounds."""
+    from engine.convert import convert
+    from engine.synthetic import write_pipeline_folder
+    from engine.validation import validate_manifest
+
+    source = write_pipeline_folder(
+        tmp_path / "src", "sd15-lcm", "full", dtype, 0, False, statistics="trained"
+    )
+    convert(source, tmp_path / "out", variant)
+    artifact = validate_manifest(tmp_path / "out", source).artifacts[0]
+    assert artifact.validation is not None
+    assert artifact.passed, artifact.validation.reason
+    metrics = artifact.validation.metrics
+    assert 0 < metrics["diffusers_dequant"]["worst_bound_ratio"] <= 1.0
+    assert metrics["diffusers_load"]["rel_l2"] <= 1e-5
+
+
+def test_full_size_original_is_proven_without_the_fp32_reference(full_lcm, tmp_path, monkeypatch):
+    from engine.convert import convert
+    from engine.validation import Context, validate_manifest
+
+    def no_reference(self):
+        raise AssertionError("an exact copy computed the fp32 reference")
+
+    monkeypatch.setattr(Context, "reference", no_reference)
+    convert(full_lcm, tmp_path / "out", "original")
+    artifact = validate_manifest(tmp_path / "out", full_lcm).artifacts[0]
+    assert artifact.passed, artifact.validation.reason
