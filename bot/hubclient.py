@@ -2,9 +2,13 @@
 translation of every Hub failure into the project's typed errors.
 
 Unattended runs meet 429s (with Retry-After / RateLimit headers) and transient 5xx on the real
-Hub. `call` retries only what a retry can fix: 429, 5xx and transport errors (dropped
-connections, timeouts), with exponential backoff, honouring the server's wait (clamped to
-[0, `max_wait`]), within a bounded number of attempts and a run-wide call budget. The commit call
+Hub. Every HTTP request is paced under the account's rate limits first (bot/pacing.py), so a
+429 is the exception. `call` retries only what a retry can fix: 5xx and transport errors
+(dropped connections, timeouts) with exponential backoff within a bounded number of attempts,
+and 429s by waiting what the server asked (clamped to [0, `max_wait`]) for as long as the run's
+time budget allows (`max_rate_wait` at most per call): a 429 is never a failed repo, it is a
+wait, or, past the deadline, a spent budget (BudgetExhausted: the work is deferred to the next
+run). The run-wide budget counts HTTP requests (API + resolver) as the Hub does. The commit call
 is retried too: commits carry `parent_commit` and every attempt first checks whether the commit
 already landed (bot/publish.py), so a retry never applies twice.
 
@@ -21,7 +25,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 from huggingface_hub import HfApi
@@ -36,6 +40,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import parse_ratelimit_headers
 
 from bot.log import redact
+from bot.pacing import Pacer, RateLimits, pacer_for
 from bot.settings import Settings
 from engine.errors import (
     BadInput,
@@ -54,11 +59,16 @@ T = TypeVar("T")
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
-def hub_for(settings: Settings, budget_calls: int, budget_minutes: float | None) -> Hub:
+def hub_for(
+    settings: Settings,
+    budget_calls: int,
+    budget_minutes: float | None,
+    limits: RateLimits | None = None,
+) -> Hub:
     """A Hub client bounded by the run's call and time budgets (config `scan.max_calls`,
-    `budget.max_minutes`)."""
+    `budget.max_minutes`), paced under `limits` (default: a free account's)."""
     deadline = time.monotonic() + budget_minutes * 60 if budget_minutes else None
-    return Hub(settings, max_calls=budget_calls, deadline=deadline)
+    return Hub(settings, max_calls=budget_calls, deadline=deadline, limits=limits or RateLimits())
 
 
 @dataclass
@@ -69,36 +79,66 @@ class Hub:
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_wait: float = 300.0  # longest server-requested wait honoured (Retry-After, RateLimit)
-    calls: int = 0
+    max_rate_wait: float = 1800.0  # total 429 waiting per call before it counts as a failure
+    calls: int = 0  # attempts made through `call`
     deadline: float | None = None  # time.monotonic() after which no new call starts
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    limits: RateLimits = field(default_factory=RateLimits)
     api: HfApi = field(init=False, repr=False)
+    pacer: Pacer = field(init=False, repr=False)
+    # Per-run state other modules keep with this client (the ledger book of bot/ledger_store).
+    session: dict[str, Any] = field(default_factory=dict, repr=False)
+    _baseline: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.api = HfApi(endpoint=self.settings.endpoint, token=self.settings.token)
+        self.pacer = pacer_for(self.settings.endpoint, self.settings.token, self.limits, self.sleep)
+        self.pacer.deadline = self.deadline  # the newest client's run budget governs waits
+        self._baseline = self.pacer.total
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests (API + resolver) this client's account made since it was created."""
+        return self.pacer.total - self._baseline
+
+    def spent(self) -> int:
+        """What the run budget counts: HTTP requests, or attempts where a call made none."""
+        return max(self.calls, self.requests)
+
+    def can_spend(self, calls: int) -> bool:
+        """Whether `calls` more requests fit in the run's call and time budgets."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return False
+        return self.spent() + calls <= self.max_calls
 
     def call(self, what: str, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run `fn(*args, **kwargs)`, retrying 429/5xx and transport errors; every other failure
         is raised as a typed `engine.errors` exception with a redacted message."""
-        for attempt in range(1, self.max_attempts + 1):
-            if self.calls >= self.max_calls:
+        attempt, throttled = 0, 0.0
+        while True:
+            if self.spent() >= self.max_calls:
                 raise BudgetExhausted(f"Hub call budget of {self.max_calls} spent before {what}")
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise BudgetExhausted(f"run time budget spent before {what}")
             self.calls += 1
-            backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+            backoff = min(self.max_delay, self.base_delay * 2**attempt)
             try:
                 return fn(*args, **kwargs)
             except HfHubHTTPError as exc:
                 status = _status(exc)
-                if status not in RETRY_STATUS:
+                if status == 429:
+                    delay = self._server_wait(exc)
+                    delay = backoff if delay is None else delay
+                    throttled += delay
+                    self._wait_throttled(what, exc, delay, throttled)
+                    continue
+                attempt += 1
+                if status not in RETRY_STATUS or attempt == self.max_attempts:
                     raise translate(what, exc) from None
-                if attempt == self.max_attempts:
-                    raise translate(what, exc) from None
-                delay = self._server_wait(exc) if status == 429 else None
-                delay = backoff if delay is None else delay
+                delay = backoff
                 log.warning("%s: HTTP %s, retry %d in %.1fs", what, status, attempt, delay)
             except (ConnectionError, httpx2.TransportError) as exc:
+                attempt += 1
                 if attempt == self.max_attempts:
                     raise HubError(redact(f"{what}: connection failed ({exc})")) from None
                 delay = backoff
@@ -112,7 +152,20 @@ class Hub:
             except HFValidationError as exc:
                 raise BadInput(redact(f"{what}: {exc}")) from None
             self.sleep(delay)
-        raise AssertionError("unreachable")
+
+    def _wait_throttled(self, what: str, exc: HfHubHTTPError, delay: float, total: float) -> None:
+        """Serve a 429's wait, or give up on it: past `max_rate_wait` the Hub is refusing for
+        good (HubRateLimited), past the run's deadline the work is deferred (BudgetExhausted)."""
+        if total > self.max_rate_wait:
+            raise translate(what, exc) from None
+        if self.deadline is not None and time.monotonic() + delay > self.deadline:
+            raise BudgetExhausted(
+                f"{what}: rate limited; waiting {delay:.0f}s would pass the run's time budget, "
+                "so the rest is deferred to the next run"
+            )
+        log.warning("%s: HTTP 429, waiting %.1fs as the Hub asked", what, delay)
+        self.sleep(delay)
+        self.pacer.forgive_throttle()
 
     def _server_wait(self, exc: HfHubHTTPError) -> float | None:
         """Seconds the server asked to wait (RateLimit reset or Retry-After), clamped."""

@@ -12,7 +12,14 @@ from huggingface_hub import constants
 from bot.hub import start_hub
 from bot.hubclient import Hub
 from bot.settings import Settings
-from engine.errors import BudgetExhausted, ExitCode, HubError, HubNotFound, LocalIOError
+from engine.errors import (
+    BudgetExhausted,
+    ExitCode,
+    HubError,
+    HubNotFound,
+    HubRateLimited,
+    LocalIOError,
+)
 
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 constants.HF_HUB_DISABLE_XET = True
@@ -102,3 +109,56 @@ def test_call_budget_is_enforced(local_hub):
     hub.call("whoami", hub.api.whoami)
     with pytest.raises(BudgetExhausted):
         hub.call("whoami", hub.api.whoami)
+
+
+def _throttle(running, retry_after: float, calls: list[int] | None = None) -> None:
+    rule = {"kind": "status", "status": 429, "retry_after": retry_after}
+    running.state.faults.set([{**rule, "path": "/api/models/unetbot-local/m", "calls": calls}])
+
+
+def test_a_429_storm_is_waited_out_whatever_the_attempt_limit(local_hub):
+    hub, slept = _hub(local_hub, max_attempts=2)
+    hub.api.create_repo("unetbot-local/m")
+    _throttle(local_hub, 4, list(range(1, 9)))
+    assert hub.call("model_info", hub.api.model_info, "unetbot-local/m").id == "unetbot-local/m"
+    assert slept == [4.0] * 8  # eight 429s: eight waits, no failure
+    assert hub.pacer.throttles["api"] == 8
+
+
+def test_a_429_wait_past_the_deadline_is_a_spent_budget_not_a_failure(local_hub):
+    import time
+
+    hub, slept = _hub(local_hub, deadline=time.monotonic() + 60)
+    hub.api.create_repo("unetbot-local/m")
+    _throttle(local_hub, 600)
+    with pytest.raises(BudgetExhausted, match="would pass the run's time budget"):
+        hub.call("model_info", hub.api.model_info, "unetbot-local/m")
+    assert slept == []
+
+
+def test_a_hub_that_never_stops_refusing_is_rate_limited_after_max_rate_wait(local_hub):
+    hub, slept = _hub(local_hub, max_rate_wait=10)
+    hub.api.create_repo("unetbot-local/m")
+    _throttle(local_hub, 4)
+    with pytest.raises(HubRateLimited, match="rate limited after retries"):
+        hub.call("model_info", hub.api.model_info, "unetbot-local/m")
+    assert slept == [4.0, 4.0]  # a third wait would pass 10 s
+
+
+def test_the_budget_counts_http_requests(local_hub, tmp_path):
+    from huggingface_hub import hf_hub_download
+
+    hub, _ = _hub(local_hub, max_calls=3)
+    hub.api.create_repo("unetbot-local/m")  # 1 request
+    hub.api.upload_file(path_or_fileobj=b"{}", path_in_repo="c.json", repo_id="unetbot-local/m")
+    spent = hub.spent()
+    assert spent >= 3  # create, preupload, commit: the account's requests, not `call`s
+    with pytest.raises(BudgetExhausted):
+        hub.call(
+            "download",
+            hf_hub_download,
+            "unetbot-local/m",
+            "c.json",
+            endpoint=local_hub.endpoint,
+            cache_dir=str(tmp_path / "c"),
+        )
