@@ -82,18 +82,18 @@ def _fmt(x: object, digits: int = 6) -> str:
 def validation_rows(artifacts: list[Artifact]) -> list[dict]:
     rows = []
     for a in artifacts:
-        v = a.validation or {}
-        m = v.get("metrics", {})
+        v = a.validation
+        m = v.metrics if v else {}
         out = m.get("output", {})
         rows.append(
             {
                 "variant": a.variant,
-                "status": v.get("status", "not validated"),
+                "status": v.status if v else "not validated",
                 "cosine": _fmt(out.get("cosine")),
                 "rel_l2": _fmt(out.get("rel_l2"), 5),
                 "max_abs": _fmt(out.get("max_abs"), 4),
                 "lcm": _fmt(m.get("lcm_4step", {}).get("cosine")),
-                "checks": "; ".join(v.get("checks", [])),
+                "checks": "; ".join(v.checks if v else []),
             }
         )
     return rows
@@ -132,7 +132,11 @@ def _is_full(a: Artifact) -> bool:
 
 
 def front_matter(
-    ctx: CardContext, target: PublishTarget, manifest: Manifest, variants: list[str]
+    ctx: CardContext,
+    target: PublishTarget,
+    manifest: Manifest,
+    variants: list[str],
+    left_out: dict[str, str] | None = None,
 ) -> dict:
     tags = ["unetbot", "stable-diffusion", "text-to-image", ctx.kind.value, target.key]
     if ctx.is_lcm:
@@ -151,6 +155,10 @@ def front_matter(
             "variants": variants,
         },
     }
+    if left_out:
+        # Variants that failed validation for this revision and converter version; the bot
+        # retries them when either changes (bot/state.py).
+        meta["unetbot"]["left_out"] = {k: one_line(v) for k, v in left_out.items()}
     name = one_line(ctx.licence_extra.get("license_name", ""))
     link = safe_link(ctx.licence_extra.get("license_link", ""), ctx.licence_files)
     if name:
@@ -208,8 +216,10 @@ def render_repo_card(
     repo_id: str,
     manifest: Manifest,
     artifacts: list[Artifact],
+    left_out: dict[str, str] | None = None,
 ) -> str:
-    """README.md for a published repo (GGUF, TorchAO or Quanto)."""
+    """README.md for a published repo (GGUF, TorchAO or Quanto); `left_out` names the
+    variants that failed validation (variant -> reason), said in the card."""
     lcm = ctx.is_lcm
     ggufs = [a for a in artifacts if _family(a) is Family.GGUF]
     unet_gguf = [a for a in ggufs if not _is_full(a)]
@@ -252,9 +262,10 @@ def render_repo_card(
             licence=ctx.licence or "other",
             licence_link=safe_link(ctx.licence_extra.get("license_link", ""), ctx.licence_files),
             licence_files=ctx.licence_files,
+            left_out=left_out or {},
         )
     )
-    meta = front_matter(ctx, target, manifest, [a.variant for a in artifacts])
+    meta = front_matter(ctx, target, manifest, [a.variant for a in artifacts], left_out)
     card = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body
     check_card(card, meta)
     return card
@@ -276,7 +287,12 @@ def check_card(card: str, meta: dict) -> None:
         )
 
 
-def render_pr_description(ctx: CardContext, artifacts: list[Artifact], has_full: bool) -> str:
+def render_pr_description(
+    ctx: CardContext,
+    artifacts: list[Artifact],
+    has_full: bool,
+    left_out: dict[str, str] | None = None,
+) -> str:
     return (
         _env()
         .get_template("pr_description.md.j2")
@@ -286,6 +302,7 @@ def render_pr_description(ctx: CardContext, artifacts: list[Artifact], has_full:
             version=__version__,
             lcm=ctx.is_lcm,
             has_full=has_full,
+            left_out=left_out or {},
             unet_file=min(artifacts, key=_is_full).path if artifacts else "",
             cond_proj_key=LCM_COND_PROJ_ORIGINAL,
             artifacts=[
@@ -293,7 +310,7 @@ def render_pr_description(ctx: CardContext, artifacts: list[Artifact], has_full:
                     "path": a.path,
                     "variant": a.variant,
                     "size": human_size(a.bytes),
-                    "status": (a.validation or {}).get("status", "not validated"),
+                    "status": a.validation.status if a.validation else "not validated",
                 }
                 for a in artifacts
             ],

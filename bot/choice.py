@@ -7,8 +7,9 @@
 - a comma list: exactly those; asking for a full checkpoint of a source without VAE + text
   encoder is an error, and a list that leaves a published target empty says so in the notes.
 
-In `auto` and `all`, full-checkpoint variants are dropped for sources without VAE + text
-encoder (said in the notes when that empties nothing else).
+In `auto` and `all`, variants that do not apply to the source (full checkpoints without VAE +
+text encoder, the PR's fp16 twins without an fp16 variant beside main weights) are dropped and
+the notes say so.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from bot.config import BotConfig, PublishMode
 from engine.errors import BadInput
-from engine.variants import VARIANTS, PublishTarget, Variant, parse_variant_names
+from engine.variants import VARIANTS, PublishTarget, SourceFacts, Variant, parse_variant_names
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class VariantChoice:
 
 
 def choose_variants(
-    spec: str | None, mode: PublishMode, has_full_pipeline: bool, config: BotConfig
+    spec: str | None, mode: PublishMode, facts: SourceFacts, config: BotConfig
 ) -> VariantChoice:
     targets = mode.targets or tuple(PublishTarget)
     if spec is None:
@@ -59,17 +60,13 @@ def choose_variants(
         if not explicit:
             wanted = list(VARIANTS)
     wanted = list(dict.fromkeys(wanted))
-    impossible = [n for n in wanted if VARIANTS[n].full_checkpoint and not has_full_pipeline]
+    impossible = [n for n in wanted if not facts.applies(VARIANTS[n])]
     if impossible and explicit:
-        raise BadInput(
-            f"{', '.join(impossible)} need vae/ and text_encoder/ safetensors, which the source "
-            "does not have"
-        )
+        why = "; ".join(f"{n}: {facts.why_not(VARIANTS[n])}" for n in impossible)
+        raise BadInput(f"cannot make {why}")
     if impossible:
-        notes.append(
-            f"left out {', '.join(impossible)}: the source has no VAE + text encoder in "
-            "diffusers layout"
-        )
+        why = "; ".join(f"{n} ({facts.why_not(VARIANTS[n])})" for n in impossible)
+        notes.append(f"left out {why}")
     usable = [VARIANTS[n] for n in wanted if n not in impossible]
     per_target = {t: [v for v in usable if v.target is t] for t in targets}
     if mode is not PublishMode.NONE:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from bot import actions
+from bot import actions, ledger_cli
 from bot.log import redact, setup_logging
 from engine.errors import ExitCode, UnetbotError, exit_code_for
 
@@ -27,6 +27,7 @@ app = typer.Typer(
 hub_app = typer.Typer(no_args_is_help=True, help="The embedded Hub-compatible server.")
 app.add_typer(hub_app, name="hub")
 app.add_typer(actions.app, name="actions")
+app.add_typer(ledger_cli.app, name="ledger")
 log = logging.getLogger("unetbot.cli")
 
 
@@ -138,20 +139,36 @@ def convert(
 @app.command()
 def scan(
     config: Annotated[Path | None, typer.Option(help="Bot config (YAML).")] = None,
+    ledger: Annotated[
+        bool,
+        typer.Option(
+            "--ledger/--no-ledger",
+            help="Judge only what changed since the ledger's record (read, never written); "
+            "--no-ledger judges every listed repo.",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List candidate repos on the Hub: supported, or skipped with the reason."""
     from bot.config import load_config
     from bot.hubclient import hub_for
+    from bot.incremental import scan_with_ledger
     from bot.job import bot_identity
+    from bot.pacing import RateLimits
     from bot.scan import scan as run_scan
     from bot.settings import load_settings
 
     try:
         settings = load_settings()
         cfg = load_config(config or settings.config_path)
-        hub = hub_for(settings, cfg.scan.max_calls, cfg.budget.max_minutes)
-        rows = [c.to_dict() for c in run_scan(hub, cfg, bot_identity(hub, cfg).namespace)]
+        limits = RateLimits.of(cfg.budget)
+        hub = hub_for(settings, cfg.scan.max_calls, cfg.scan.max_minutes, limits)
+        me = bot_identity(hub, cfg)
+        if ledger:
+            found, _ = scan_with_ledger(hub, cfg, me.user, me.namespace)
+        else:
+            found = run_scan(hub, cfg, me.namespace)
+        rows = [c.to_dict() for c in found]
     except UnetbotError as exc:
         _fail(exc)
     if as_json:
@@ -169,10 +186,18 @@ def plan(
     github_output: Annotated[
         Path | None, typer.Option(help="Also write matrix outputs to this $GITHUB_OUTPUT file.")
     ] = None,
+    ledger: Annotated[
+        bool,
+        typer.Option(
+            "--ledger/--no-ledger",
+            help="Use and update the ledger (config `ledger`); --no-ledger judges everything.",
+        ),
+    ] = True,
 ) -> None:
     """The work list (repos with something left to publish) as GitHub Actions matrices."""
     from bot.config import PublishMode, load_config
     from bot.hubclient import hub_for
+    from bot.pacing import RateLimits
     from bot.plan import make_plan, write_github_output
     from bot.settings import load_settings
 
@@ -180,7 +205,9 @@ def plan(
         settings = load_settings()
         cfg = load_config(config or settings.config_path)
         mode = PublishMode.parse(publish) if publish else None
-        result = make_plan(hub_for(settings, cfg.scan.max_calls, cfg.budget.max_minutes), cfg, mode)
+        limits = RateLimits.of(cfg.budget)
+        hub = hub_for(settings, cfg.scan.max_calls, cfg.scan.max_minutes, limits)
+        result = make_plan(hub, cfg, mode, use_ledger=ledger)
     except UnetbotError as exc:
         _fail(exc)
     if github_output:
@@ -218,8 +245,8 @@ def validate(
         typer.echo(manifest.to_json())
     else:
         for a in manifest.artifacts:
-            status = (a.validation or {}).get("status", "?")
-            typer.echo(f"{a.variant:18} {status:7} {(a.validation or {}).get('reason', '')}")
+            v = a.validation
+            typer.echo(f"{a.variant:18} {v.status if v else '?':7} {v.reason if v else ''}")
     raise typer.Exit(int(ExitCode.VALIDATION_FAILED if failed else ExitCode.OK))
 
 

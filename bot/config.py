@@ -37,7 +37,7 @@ class PublishMode(Enum):
 
 
 DEFAULT_VARIANTS = {
-    "pr": ["original", "original-full"],
+    "pr": ["original", "original-full", "original-fp16", "original-full-fp16"],
     "gguf": [
         "gguf-f16",
         "gguf-q8_0",
@@ -55,12 +55,29 @@ DEFAULT_VARIANTS = {
 
 @dataclass
 class ScanConfig:
-    searches: list[str] = field(default_factory=lambda: ["lcm", "stable-diffusion"])
+    """Discovery (bot/discovery.py): listings by what the Hub indexes, not by name.
+
+    Each entry of `filters` is one `list_models` listing of the repos carrying that tag (the
+    `diffusers` library tag holds pipelines of every class and bare UNet repos; a
+    `diffusers:<PipelineClass>` tag narrows to one class). `searches` and `authors` are optional
+    extra listings; a search already covered by a plain filter listing is not sent."""
+
+    filters: list[str] = field(default_factory=lambda: ["diffusers"])
+    searches: list[str] = field(default_factory=list)  # optional extra name searches
     authors: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    library: str | None = "diffusers"  # a library tag, added to the filters
-    limit_per_query: int = 200
-    max_calls: int = 500  # Hub API calls per run (listing + small-file reads)
+    tags: list[str] = field(default_factory=list)  # added to every listing
+    library: str | None = "diffusers"  # a library tag, added to every listing
+    limit_per_query: int = 0  # 0: the whole listing; N: the N most downloaded
+    max_calls: int = 500  # Hub requests (API + resolver) per run, the ledger's own included
+    # The plan's time budget: below the plan job's timeout (bot.yml), so that a run that meets
+    # it still saves the ledger and the next run continues from its cursor.
+    max_minutes: float = 20.0
+
+    def check(self, where: str) -> None:
+        if self.limit_per_query < 0 or self.max_calls < 1 or self.max_minutes <= 0:
+            raise BadInput(f"{where}: limit_per_query >= 0, max_calls >= 1, max_minutes > 0")
+        if not (self.filters or self.searches or self.authors):
+            raise BadInput(f"{where}: nothing to list (filters, searches and authors are empty)")
 
 
 @dataclass
@@ -125,6 +142,32 @@ class BudgetConfig:
     max_repos: int = 20  # source repos converted per run
     max_download_bytes: int = 40 * 1024**3
     max_minutes: float = 300.0
+    # The Hub's rate limits the bot paces itself under (bot/pacing.py): requests per fixed
+    # window, per account. Defaults: a free account (hub-docs "Hub Rate limits"); a PRO
+    # account has api 2500, resolvers 12000. The server's RateLimit headers win when sent.
+    api_per_window: int = 1000
+    resolvers_per_window: int = 5000
+    window_seconds: float = 300.0
+
+    def check(self, where: str) -> None:
+        if min(self.api_per_window, self.resolvers_per_window) < 1 or self.window_seconds <= 0:
+            raise BadInput(f"{where}: rate limits must be positive")
+
+
+@dataclass
+class LedgerConfig:
+    """The bot's memory of what it judged and published (bot/ledger.py), kept on the Hub in a
+    dataset repo of the bot's namespace. A cache: lost or corrupt, it is rebuilt from the
+    markers on the Hub."""
+
+    enabled: bool = True
+    repo: str = "unetbot-ledger"  # a dataset repo name in the bot's namespace, or owner/name
+    private: bool = False
+    history: int = 4  # outcomes kept per (source repo, publish target)
+
+    def check(self, where: str) -> None:
+        if not self.repo or self.repo.count("/") > 1 or self.history < 1:
+            raise BadInput(f"{where}: repo must be a name or owner/name, history >= 1")
 
 
 @dataclass
@@ -133,6 +176,7 @@ class BotConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,7 +205,7 @@ def load_config(path: Path | str | None) -> BotConfig:
         raise BadInput(f"{path}: cannot read config ({type(exc).__name__}: {exc})") from None
     if not isinstance(raw, dict):
         raise BadInput(f"{path}: config must be a mapping")
-    unknown = sorted(set(raw) - {"scan", "policy", "publish", "budget"})
+    unknown = sorted(set(raw) - {"scan", "policy", "publish", "budget", "ledger"})
     if unknown:
         raise BadInput(f"{path}: unknown section(s) {unknown}")
     config = BotConfig(
@@ -169,6 +213,10 @@ def load_config(path: Path | str | None) -> BotConfig:
         policy=_section(PolicyConfig, raw.get("policy"), f"{path}: policy"),
         publish=_section(PublishConfig, raw.get("publish"), f"{path}: publish"),
         budget=_section(BudgetConfig, raw.get("budget"), f"{path}: budget"),
+        ledger=_section(LedgerConfig, raw.get("ledger"), f"{path}: ledger"),
     )
     config.publish.check(f"{path}: publish")
+    config.scan.check(f"{path}: scan")
+    config.budget.check(f"{path}: budget")
+    config.ledger.check(f"{path}: ledger")
     return config

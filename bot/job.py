@@ -19,6 +19,7 @@ from bot.choice import VariantChoice, choose_variants
 from bot.config import BotConfig, PublishMode
 from bot.fetch import FetchRequest, fetch
 from bot.hubclient import Hub
+from bot.ledger_hooks import JobLedger, job_ledger
 from bot.outdir import prepare_output_folder
 from bot.progress import stage_bar
 from bot.publish import execute, plan_pr, plan_repo
@@ -26,8 +27,9 @@ from bot.scan import Candidate, judge, model_info
 from bot.state import Target, close_superseded_prs, target_for, target_state
 from engine.classify import ModelKind
 from engine.convert import convert as engine_convert
+from engine.convert import source_facts
 from engine.errors import BadInput, ExitCode
-from engine.manifest import Manifest
+from engine.manifest import Artifact, Manifest
 from engine.original import Provenance
 from engine.pipeline import convert_and_validate
 from engine.source import LICENSE_NAMES, open_source
@@ -62,6 +64,8 @@ class JobResult:
     published: list[str] = field(default_factory=list)
     skipped: str = ""
     notes: list[str] = field(default_factory=list)  # things the user should know (empty targets)
+    # target key -> {variant: reason} for variants that failed validation and were left out
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)
     exit_code: ExitCode = ExitCode.OK
 
     def failed(self) -> list[str]:
@@ -81,7 +85,7 @@ class JobResult:
                     "variant": a.variant,
                     "path": a.path,
                     "bytes": a.bytes,
-                    "validation": (a.validation or {}).get("status"),
+                    "validation": a.validation.status if a.validation else None,
                 }
                 for a in artifacts
             ],
@@ -89,6 +93,7 @@ class JobResult:
             "published": self.published,
             "skipped": self.skipped,
             "notes": self.notes,
+            "left_out": self.left_out,
             "exit_code": int(self.exit_code),
         }
 
@@ -103,7 +108,7 @@ class JobResult:
             lines += [f"would publish to {t}" for t in self.targets]
         else:
             for a in self.manifest.artifacts:
-                status = (a.validation or {}).get("status", "not validated")
+                status = a.validation.status if a.validation else "not validated"
                 lines.append(f"  {a.variant:18} {a.bytes / 1e6:10.1f} MB  {status:13} {a.path}")
             lines.append(f"manifest: {self.out / 'manifest.json'}")
         lines += [f"published: {p}" for p in self.published]
@@ -145,7 +150,7 @@ def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
         result.skipped = source.classification.reason
         result.exit_code = ExitCode.UNSUPPORTED
         return result
-    choice = choose_variants(request.variants, request.publish, source.has_full_pipeline, config)
+    choice = choose_variants(request.variants, request.publish, source_facts(source), config)
     result.planned = [v.name for v in choice.variants]
     result.notes += choice.notes
     if request.dry_run:
@@ -156,13 +161,21 @@ def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
 
 
 def pending_targets(
-    hub: Hub, candidate: Candidate, choice: VariantChoice, mode: PublishMode, me: Identity
+    hub: Hub,
+    candidate: Candidate,
+    choice: VariantChoice,
+    mode: PublishMode,
+    me: Identity,
+    ledger: JobLedger | None = None,
 ) -> dict[PublishTarget, Target]:
-    """Targets that have variants to publish and lack this source revision. Superseded open PRs
-    of the bot are closed here, whenever seen (the crash-window repair)."""
+    """Targets that have variants to publish and lack this source revision (or, per the
+    ledger, its inputs). Superseded open PRs of the bot are closed here, whenever seen (the
+    crash-window repair)."""
     pending: dict[PublishTarget, Target] = {}
     for kind in mode.targets:
         if not choice.per_target.get(kind) or (kind.is_pr and candidate.pr_skip):
+            continue
+        if ledger is not None and ledger.settled(candidate, kind):
             continue
         target = target_for(kind, candidate.repo_id, me.namespace)
         state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
@@ -182,11 +195,12 @@ def _run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     if not candidate.supported:
         result.skipped, result.exit_code = candidate.reason, candidate.refusal
         return result
-    choice = choose_variants(request.variants, request.publish, candidate.has_full_pipeline, config)
+    choice = choose_variants(request.variants, request.publish, candidate.facts, config)
     result.notes += choice.notes
     if candidate.pr_skip and PublishTarget.PR in request.publish.targets:
         result.notes.append(f"no pull request: {candidate.pr_skip}")
-    pending = pending_targets(hub, candidate, choice, request.publish, me)
+    ledger = job_ledger(hub, config, me.user, me.namespace, request.publish, request.dry_run)
+    pending = pending_targets(hub, candidate, choice, request.publish, me, ledger)
     chosen = choice.for_targets(pending) if request.publish is not PublishMode.NONE else choice
     result.planned = [v.name for v in chosen.variants]
     result.targets = [t.describe() for t in pending.values()]
@@ -213,19 +227,35 @@ def _run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     ctx = _card_context(candidate, hub.settings.endpoint)
     for kind, target in pending.items():
         artifacts = [a for a in result.manifest.artifacts if a.variant in chosen.names(kind)]
-        if not artifacts or any(not a.passed for a in artifacts):
-            log.warning("%s: not published (an artifact failed validation)", target.repo_id)
+        passed = [a for a in artifacts if a.passed]
+        left_out = {a.variant: _why(a) for a in artifacts if not a.passed}
+        if left_out:
+            result.left_out[kind.key] = left_out
+            result.notes.append(
+                f"{target.repo_id}: left out {', '.join(left_out)} (failed validation)"
+            )
+        if not passed:
+            log.warning("%s: nothing passed validation, nothing published", target.repo_id)
             continue
         if kind.is_pr:
-            plan = plan_pr(ctx, result.out, artifacts)
+            plan = plan_pr(ctx, result.out, passed, left_out)
         else:
-            plan = plan_repo(hub, ctx, target, result.out, result.manifest, artifacts, snapshot)
+            plan = plan_repo(
+                hub, ctx, target, result.out, result.manifest, passed, snapshot, left_out
+            )
         url = execute(hub, plan, me.user)
         result.published.append(url)
         if kind.is_pr:
             state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
             close_superseded_prs(hub, candidate.repo_id, state.superseded_prs, candidate.sha, url)
+    if ledger is not None:
+        ledger.record(hub, candidate, pending, chosen, result)
     return result
+
+
+def _why(artifact: Artifact) -> str:
+    reason = artifact.validation.reason if artifact.validation else "not validated"
+    return reason if len(reason) <= 300 else reason[:297] + "..."
 
 
 def _convert(

@@ -65,7 +65,12 @@ def _require_passed(artifacts: list[Artifact]) -> None:
         raise ValidationFailed(f"refusing to publish artifacts that did not pass: {failed}")
 
 
-def plan_pr(ctx: CardContext, out_dir: Path, artifacts: list[Artifact]) -> PublishPlan:
+def plan_pr(
+    ctx: CardContext,
+    out_dir: Path,
+    artifacts: list[Artifact],
+    left_out: dict[str, str] | None = None,
+) -> PublishPlan:
     """A PR on the source repo adding the original-format file(s) at the repo root."""
     _require_passed(artifacts)
     uploads = [Upload(Path(a.path).name, out_dir / a.path) for a in artifacts]
@@ -74,7 +79,7 @@ def plan_pr(ctx: CardContext, out_dir: Path, artifacts: list[Artifact]) -> Publi
         target=Target(PublishTarget.PR, ctx.source_repo),
         create_pr=True,
         title=f"{PR_TITLE_PREFIX} (unetbot, revision {ctx.source_revision[:12]})",
-        description=render_pr_description(ctx, artifacts, has_full),
+        description=render_pr_description(ctx, artifacts, has_full, left_out),
         uploads=uploads,
         parent_commit=ctx.source_revision or None,
         variants=[a.variant for a in artifacts],
@@ -90,6 +95,7 @@ def plan_repo(
     manifest: Manifest,
     artifacts: list[Artifact],
     source_root: Path,
+    left_out: dict[str, str] | None = None,
 ) -> PublishPlan:
     """One atomic commit to the target repo: weights, card, config, licence, manifest subset."""
     _require_passed(artifacts)
@@ -105,7 +111,7 @@ def plan_repo(
         uploads.append(Upload(licence, source_root / licence))
     subset = Manifest(source=manifest.source, artifacts=artifacts)
     uploads.append(Upload("unetbot-manifest.json", content=subset.to_json().encode()))
-    card = render_repo_card(ctx, target.kind, target.repo_id, manifest, artifacts)
+    card = render_repo_card(ctx, target.kind, target.repo_id, manifest, artifacts, left_out)
     uploads.append(Upload("README.md", content=card.encode()))
     deletes: list[str] = []
     parent = None
@@ -141,7 +147,7 @@ def _already_published(hub: Hub, plan: PublishPlan, bot_user: str) -> str | None
             return None
         return f"{hub.settings.endpoint}/{plan.target.repo_id}/discussions/{pr.num}"
     published = published_state(hub, plan.target.repo_id)
-    if published is None or published.source_revision != plan.source_revision:
+    if published is None or not published.done_for(plan.source_revision):
         return None
     return f"{hub.settings.endpoint}/{plan.target.repo_id}/commit/{published.head}"
 

@@ -1,14 +1,19 @@
 """`bot scan`: find SD1.5-family UNets in diffusers layout on the Hub, from small files only.
 
-Listing uses `list_models` with the configured searches/authors/tags/library; each candidate is
-then judged from its `model_info` (file list, tags, card data), the repo layout
+Listing is bot/discovery.py (tag and library filters, `expand`ed list pages); the incremental
+run that judges only what changed since the ledger's record is bot/incremental.py. Here: how
+one candidate is judged, from its `model_info` (file list, tags, card data), the repo layout
 (`engine.repo_kind`: pipeline, bare UNet, adapter, ControlNet...), its UNet `config.json` (a few
 hundred bytes, size- and depth-capped) and, for root `.safetensors` files, their headers (an HTTP
 range read: is the repo already shipping an original-format checkpoint?). Nothing larger is
 downloaded, and every skip carries its reason.
 
 Each candidate is judged inside its own error boundary: a hostile or broken repo becomes a
-skipped row with its reason, never the end of the run. Only a spent budget ends a scan early.
+skipped row with its reason, never the end of the run. Only a spent budget, or a Hub that keeps
+answering 429, ends a scan early: the rest is deferred, never recorded as failed.
+
+A judgement also records the candidate's input fingerprint (bot/fingerprint.py), from the
+same `model_info`, so later runs can tell a README-only commit from new weights.
 """
 
 from __future__ import annotations
@@ -20,15 +25,18 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 
 from bot.config import BotConfig
+from bot.discovery import list_repos
+from bot.fingerprint import fingerprint_of
 from bot.hubclient import Hub
 from bot.policy import RepoFacts, licence_of, policy_skip, size_skip
 from bot.repo_files import bytes_matching, has_component, has_pickle_only, weight_files
 from engine.checkpoint_match import match_original_checkpoint
 from engine.classify import ModelKind, classify_unet
 from engine.config_json import parse_json_object
-from engine.errors import BadInput, BudgetExhausted, ExitCode, UnetbotError
+from engine.errors import BadInput, BudgetExhausted, ExitCode, HubRateLimited, UnetbotError
 from engine.layout import COMPONENT_STEMS, FP16, Precision, weight_sets
 from engine.repo_kind import RepoKind, classify_repo, layout_json_files
+from engine.variants import SourceFacts
 
 log = logging.getLogger("unetbot.scan")
 
@@ -49,6 +57,7 @@ class Candidate:
     # Why the PR target is skipped although the repo converts (it already ships an original
     # single-file checkpoint of this UNet), or "".
     pr_skip: str = ""
+    fingerprint: str = ""  # the inputs' fingerprint (bot/fingerprint.py), "" when unknown
     files: dict[str, int] = field(default_factory=dict, repr=False)
     card_data: dict = field(default_factory=dict, repr=False)
 
@@ -59,6 +68,10 @@ class Candidate:
     @property
     def is_lcm(self) -> bool:
         return self.kind is ModelKind.SD15_LCM
+
+    @property
+    def facts(self) -> SourceFacts:
+        return SourceFacts(self.has_full_pipeline, self.fp16_twin)
 
     def refuse(self, reason: str, code: ExitCode) -> Candidate:
         self.status, self.reason, self.refusal = "skipped", reason, code
@@ -73,7 +86,8 @@ class Candidate:
         return d
 
 
-def _facts(info) -> RepoFacts:
+def repo_facts(info) -> RepoFacts:
+    """Policy facts from a `model_info` (file list with sizes, tags, card)."""
     files = {s.rfilename: int(getattr(s, "size", None) or 0) for s in (info.siblings or [])}
     card = info.card_data.to_dict() if info.card_data is not None else {}
     tags = tuple(info.tags or ())
@@ -138,11 +152,11 @@ def _existing_checkpoint(
 
 def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
     """Classify one repo from its model_info, layout and UNet config (small files only)."""
-    facts = _facts(info)
+    facts = repo_facts(info)
     card = info.card_data.to_dict() if info.card_data is not None else {}
     candidate = Candidate(
         facts.repo_id, facts.sha, "skipped", "", licence=facts.licence, files=facts.files,
-        card_data=card,
+        card_data=card, fingerprint=fingerprint_of(info),
     )  # fmt: skip
     reason = policy_skip(facts, config.policy, bot_namespace)
     if reason:
@@ -182,12 +196,16 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
     return candidate
 
 
-def judge_safely(hub: Hub, repo_id: str, config: BotConfig, bot_namespace: str) -> Candidate:
+def judge_safely(
+    hub: Hub, repo_id: str, config: BotConfig, bot_namespace: str, info=None
+) -> Candidate:
     """`judge` inside an error boundary: any failure of this one repo (bad input, Hub error,
-    a bug) is a skipped row naming it. Only a spent budget propagates (it ends the scan)."""
+    a bug) is a skipped row naming it. A spent budget and a Hub that keeps rate limiting
+    propagate: they end the scan, and the repo is deferred, not failed. `info` is the repo's
+    `model_info` when the caller already has it."""
     try:
-        return judge(hub, model_info(hub, repo_id), config, bot_namespace)
-    except BudgetExhausted:
+        return judge(hub, info or model_info(hub, repo_id), config, bot_namespace)
+    except (BudgetExhausted, HubRateLimited):
         raise
     except UnetbotError as exc:
         return Candidate(repo_id, "", "skipped", str(exc), refusal=exc.exit_code)
@@ -208,35 +226,18 @@ def model_info(hub: Hub, repo_id: str, revision: str | None = None):
 
 
 def list_repo_ids(hub: Hub, config: BotConfig) -> list[str]:
-    """Repo ids matching any configured query, deduplicated, in listing order."""
-    scan = config.scan
-    queries: list[dict] = [{"search": s} for s in scan.searches] or [{}]
-    queries += [{"author": a} for a in scan.authors]
-    seen: dict[str, None] = {}
-    for query in queries:
-        models = hub.call(
-            f"list_models {query}",
-            lambda q=query: list(
-                hub.api.list_models(
-                    **q,
-                    filter=[*scan.tags, *([scan.library] if scan.library else [])] or None,
-                    limit=scan.limit_per_query,
-                )
-            ),
-        )
-        for m in models:
-            seen.setdefault(m.id, None)
-    return list(seen)
+    """Repo ids of the configured listings (bot/discovery.py), in listing order."""
+    return [r.repo_id for r in list_repos(hub, config.scan).repos]
 
 
 def scan(hub: Hub, config: BotConfig, bot_namespace: str) -> list[Candidate]:
-    """Every listed repo, judged; a spent call/time budget ends the scan early (the next
-    scheduled run starts over), it is not an error."""
+    """Every listed repo judged from scratch, without the ledger (`bot scan --no-ledger`); a
+    spent call/time budget ends the scan early, it is not an error."""
     out: list[Candidate] = []
     try:
         for repo_id in list_repo_ids(hub, config):
             out.append(judge_safely(hub, repo_id, config, bot_namespace))
             log.info("%s: %s (%s)", repo_id, out[-1].status, out[-1].reason)
-    except BudgetExhausted as exc:
+    except (BudgetExhausted, HubRateLimited) as exc:
         log.warning("scan stopped early after %d repos: %s", len(out), exc)
     return out

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from bot.cards import pr_marker
 from bot.hubclient import Hub
+from engine import __version__
 from engine.errors import HubNotFound, PolicySkipped
 from engine.variants import PublishTarget
 
@@ -107,6 +108,15 @@ class Published:
     source_repo: str
     source_revision: str
     head: str
+    version: str = ""  # the unetbot version that published it
+    left_out: tuple[str, ...] = ()  # variants that failed validation and were not published
+
+    def done_for(self, revision: str) -> bool:
+        """This revision is published, and nothing left out is worth retrying: a variant left
+        out by this same converter version would fail the same way again."""
+        return self.source_revision == revision and (
+            not self.left_out or self.version == __version__
+        )
 
 
 def published_state(hub: Hub, repo_id: str) -> Published | None:
@@ -117,8 +127,13 @@ def published_state(hub: Hub, repo_id: str) -> Published | None:
         return None
     card = info.card_data.to_dict() if info.card_data is not None else {}
     meta = card.get("unetbot") if isinstance(card.get("unetbot"), dict) else {}
+    left_out = meta.get("left_out")
     return Published(
-        str(meta.get("source_repo", "")), str(meta.get("source_revision", "")), info.sha or ""
+        str(meta.get("source_repo", "")),
+        str(meta.get("source_revision", "")),
+        info.sha or "",
+        str(meta.get("version", "")),
+        tuple(left_out) if isinstance(left_out, dict) else (),
     )
 
 
@@ -152,7 +167,7 @@ def target_state(
         return TargetState(done, stale if done else ())
     published = published_state(hub, target.repo_id)
     check_owned(published, target, source_repo)
-    return TargetState(published is not None and published.source_revision == revision)
+    return TargetState(published is not None and published.done_for(revision))
 
 
 def close_superseded_prs(

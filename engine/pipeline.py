@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from engine.convert import ProgressHook, Run, start_run, write_variant
+from engine.layout import Precision
 from engine.manifest import Artifact, Manifest
 from engine.original import Provenance
 from engine.validation import (
@@ -34,6 +35,7 @@ from engine.validation import (
     write_validation_grid,
 )
 from engine.variants import Variant
+from engine.variants import variant as variant_named
 
 log = logging.getLogger("unetbot.engine")
 
@@ -48,11 +50,14 @@ def convert_and_validate(
     stem: str | None = None,
     progress: ProgressHook | None = None,
     grid: bool = False,
+    precision: Precision | None = None,
 ) -> Manifest:
     """Write and validate every requested variant; the manifest lists them in plan order.
 
-    With `grid`, also the validation grid PNG (engine.grid)."""
-    run = start_run(source_dir, out_dir, variants, provenance, stem)
+    Each artifact is validated against the source it was made from (one validation context
+    per weight set read: engine.convert.open_sources). With `grid`, also the validation grid
+    PNG (engine.grid), from the half-precision source's context where the lossy variants are."""
+    run = start_run(source_dir, out_dir, variants, provenance, stem, precision)
     total = 2 * len(run.variants) + int(grid)
     step = 0
 
@@ -86,21 +91,31 @@ def convert_and_validate(
             tick(f"write {variant.name}")
             heavy.append(write_variant(run, variant, earlier))
             record(heavy[-1])
-        ctx = Context(run.source, run.out_dir, run.manifest.source.get("revision", ""), grid)
-        if needs_reference(run.variants, run.source):
-            if progress:
-                progress("fp32 reference outputs", step, total)
-            ctx.reference()
+        revision = run.manifest.source.get("revision", "")
+        contexts = {
+            id(source): Context(source, run.out_dir, revision, grid)
+            for source in run.sources.values()
+        }
+
+        def context(name: str) -> Context:
+            return contexts[id(run.source_for(variant_named(name)))]
+
+        for ctx in contexts.values():
+            mine = [v for v in run.variants if context(v.name) is ctx]
+            if needs_reference(mine, ctx.source):
+                if progress:
+                    progress("fp32 reference outputs", step, total)
+                ctx.reference()
         for artifact in heavy:
             tick(f"validate {artifact.variant}")
-            _validate(run, ctx, artifact)
+            _validate(run, context(artifact.variant), artifact)
         while (item := ready.get()) is not _FINISHED:
             if isinstance(item, BaseException):
                 raise item
             tick(f"wrote {item.variant}")
             record(item)
             tick(f"validate {item.variant}")
-            _validate(run, ctx, item)
+            _validate(run, context(item.variant), item)
     finally:
         stop.set()
         writer.join()
@@ -108,7 +123,7 @@ def convert_and_validate(
     run.manifest.artifacts.sort(key=lambda a: order[a.variant])
     if grid:
         tick("validation grid")
-        write_validation_grid(ctx, run.manifest)
+        write_validation_grid(contexts[id(run.source)], run.manifest)
     run.manifest.save(run.out_dir)
     if progress:
         progress("done", total, total)

@@ -55,11 +55,8 @@ def installed(tmp_path_factory) -> Path:
     source = base / "src"
     _copy_sources(source)
     dist = base / "dist"
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(dist), str(source)],
-        base,
-    )
+    wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    _run([*wheel, "-w", str(dist), str(source)], base)
     wheels = list(dist.glob("unetbot-*.whl"))
     assert len(wheels) == 1, wheels
     venv = base / "venv"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import BadInput, MissingFile
+from engine.layout import Precision
 from engine.manifest import Artifact, Manifest, sha256_file
 from engine.memory import release_memory
 from engine.source import open_source
@@ -102,16 +103,35 @@ def validate_manifest(
     source_path = Path(source_dir or manifest.source.get("path", ""))
     if not source_path.is_dir():
         raise MissingFile(f"{source_path}: source folder for validation not found (--source)")
-    ctx = Context(open_source(source_path), out_dir, manifest.source.get("revision", ""), grid)
+    revision = manifest.source.get("revision", "")
+    contexts: dict[Precision, Context] = {}
+
+    def context(artifact: Artifact) -> Context:
+        """The artifact's own source: the weight set it was made from (manifest details)."""
+        precision = Precision(artifact.details.get("source_precision", Precision.MAIN))
+        if precision not in contexts:
+            source = open_source(source_path, precision)
+            same = next(
+                (c for c in contexts.values() if c.source.unet.files == source.unet.files), None
+            )
+            contexts[precision] = same or Context(source, out_dir, revision, grid)
+        return contexts[precision]
+
+    for artifact in manifest.artifacts:  # references now, while no artifact model is in memory
+        ctx = context(artifact)
+        mine = [variant(a.variant) for a in manifest.artifacts if context(a) is ctx]
+        if needs_reference(mine, ctx.source):
+            ctx.reference()
     release_memory()
-    if needs_reference([variant(a.variant) for a in manifest.artifacts], ctx.source):
-        ctx.reference()  # now, while no artifact model is in memory
     for i, artifact in enumerate(manifest.artifacts):
         if progress:
             progress(artifact.variant, i, len(manifest.artifacts))
-        validate_artifact(artifact, ctx, check_hashes)
+        validate_artifact(artifact, context(artifact), check_hashes)
         manifest.save(out_dir)
-    write_validation_grid(ctx, manifest)
+    if contexts:
+        write_validation_grid(
+            contexts.get(Precision.HALF) or next(iter(contexts.values())), manifest
+        )
     manifest.save(out_dir)
     return manifest
 

@@ -184,21 +184,45 @@ def test_new_source_revision_is_picked_up_and_supersedes(seeded_hub, tmp_path):
     assert card.data.to_dict()["unetbot"]["source_revision"] == new_sha
 
 
-def test_validation_failure_publishes_nothing(seeded_hub, tmp_path, monkeypatch):
+def _strict(monkeypatch, name: str) -> None:
+    """Make one variant's validation fail: no quantized file can meet this bound."""
     import dataclasses
 
     from engine.thresholds import Threshold
     from engine.variants import VARIANTS
 
-    strict = Threshold(1.01, 0.0, 0.0)  # no quantized file can meet this
-    patched = dataclasses.replace(VARIANTS["gguf-q8_0"], threshold=strict)
-    monkeypatch.setitem(VARIANTS, "gguf-q8_0", patched)
+    strict = Threshold(1.01, 0.0, 0.0)
+    monkeypatch.setitem(VARIANTS, name, dataclasses.replace(VARIANTS[name], threshold=strict))
+
+
+def test_validation_failure_publishes_nothing(seeded_hub, tmp_path, monkeypatch):
+    _strict(monkeypatch, "gguf-q8_0")
     api = seeded_hub.owner_api()
     result = _convert(seeded_hub, "alice/tiny-sd15", "repo", tmp_path / "out", variants="gguf-q8_0")
     assert result.exit_code == 4
     assert result.failed() == ["gguf-q8_0"]
     assert result.published == []
     assert "unetbot/alice__tiny-sd15-GGUF" not in {m.id for m in api.list_models(author="unetbot")}
+
+
+def test_one_failed_variant_does_not_sink_the_rest(seeded_hub, tmp_path, monkeypatch):
+    """The passing GGUF is published, the card says what was left out and why, and the next
+    run with the same source revision and unetbot version does not redo the failed one."""
+    _strict(monkeypatch, "gguf-q8_0")
+    api = seeded_hub.owner_api()
+    variants = "gguf-q8_0,gguf-f16"
+    result = _convert(seeded_hub, "alice/tiny-sd15", "repo", tmp_path / "a", variants=variants)
+    assert result.exit_code == 4 and result.failed() == ["gguf-q8_0"]
+    assert len(result.published) == 1, result.summary()
+    repo = "unetbot/alice__tiny-sd15-GGUF"
+    files = set(api.list_repo_files(repo))
+    assert "tiny-sd15-F16.gguf" in files and "tiny-sd15-Q8_0.gguf" not in files
+    card = _card(seeded_hub, repo)
+    assert set(card.data.to_dict()["unetbot"]["left_out"]) == {"gguf-q8_0"}
+    left = card.text.split("## Left out")[1].split("##")[0]
+    assert "`gguf-q8_0`" in left and "rel L2" in result.left_out["gguf"]["gguf-q8_0"], left
+    again = _convert(seeded_hub, "alice/tiny-sd15", "repo", tmp_path / "b", variants=variants)
+    assert again.skipped.startswith("already published") and again.manifest is None
 
 
 @pytest.mark.parametrize(
