@@ -64,11 +64,3 @@ class ValidationResult:
             list(raw.get("checks", [])),
             raw.get("seconds"),
         )
-
-    # Transitional dict-style reads for code written when results were plain dicts
-    # (`(artifact.validation or {}).get("status")`); remove once no caller uses them.
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
