@@ -1,0 +1,135 @@
+"""The job pipeline's two touches of the ledger (bot/job.py): read it in the pending-targets
+stage, record the job's outcome after publishing.
+
+- A target the ledger records as published from the same source (same revision, or same
+  input fingerprint: a README-only commit) is not pending; nor is one whose variants failed
+  validation for the same inputs with the same converter version (`engine.__version__`):
+  the next scheduled run does not redo it until the source or the converter changes. Any
+  other target is checked on the Hub as before, and the publish step's own "already
+  published?" check runs before every commit: the ledger can hold a target back, never
+  publish one twice.
+- After publishing, each target's outcome (published with its URL, or failed with the
+  variants that failed) is recorded with the source revision, fingerprint and converter
+  version, and saved at once (merged with any run that wrote meanwhile).
+
+Only publishing jobs use the ledger (not `--dry-run`, not `--publish none`). A ledger that
+cannot be read or written never fails a job: it is logged, and the Hub's markers decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from bot.choice import VariantChoice
+from bot.config import BotConfig, PublishMode
+from bot.hubclient import Hub
+from bot.incremental import policy_digest, verdict_of
+from bot.ledger import Entry, Outcome, Stage, TargetRecord, now
+from bot.ledger_rebuild import open_book
+from bot.ledger_store import LedgerBook
+from bot.scan import Candidate
+from bot.state import Target
+from engine import __version__
+from engine.errors import BadInput, HubError
+from engine.manifest import Manifest
+from engine.variants import PublishTarget
+
+log = logging.getLogger("unetbot.ledger")
+
+
+class JobOutcome(Protocol):
+    """What a job's result says (bot/job.py JobResult)."""
+
+    manifest: Manifest | None
+    published: list[str]
+
+
+class JobLedger:
+    """The ledger as one job sees it."""
+
+    def __init__(self, book: LedgerBook, config: BotConfig):
+        self.book, self.config = book, config
+
+    def settled(self, candidate: Candidate, kind: PublishTarget) -> bool:
+        """True when the ledger says `kind` needs no work for this source."""
+        entry = self.book.entry(candidate.repo_id)
+        if entry is None:
+            return False
+        state = entry.target(kind, candidate.sha, candidate.fingerprint, __version__)
+        if state is Outcome.FAILED:
+            log.warning(
+                "%s: %s not redone: it failed validation with converter %s for these inputs "
+                "(ledger %s)",
+                candidate.repo_id,
+                kind.key,
+                __version__,
+                self.book.where.repo_id,
+            )
+        return state in (Outcome.PUBLISHED, Outcome.FAILED)
+
+    def record(
+        self,
+        hub: Hub,
+        candidate: Candidate,
+        pending: dict[PublishTarget, Target],
+        chosen: VariantChoice,
+        result: JobOutcome,
+    ) -> None:
+        """Record each pending target's outcome (as bot/job.py's publish loop decided it) and
+        the judgement, then save."""
+        try:
+            self._record_judgement(candidate)
+            urls = iter(result.published)
+            artifacts = result.manifest.artifacts if result.manifest else []
+            for kind in pending:
+                mine = [a for a in artifacts if a.variant in chosen.names(kind)]
+                if not mine:
+                    continue
+                failed = tuple(a.variant for a in mine if not a.passed)
+                status = Outcome.FAILED if failed else Outcome.PUBLISHED
+                record = TargetRecord(
+                    status,
+                    candidate.sha,
+                    candidate.fingerprint,
+                    __version__,
+                    now(),
+                    "" if failed else next(urls, ""),
+                    failed,
+                    "validation failed" if failed else "",
+                )
+                self.book.add_target(candidate.repo_id, kind.key, record)
+            self.book.save(hub)
+        except (HubError, BadInput) as exc:
+            log.warning("%s: outcome not recorded in the ledger: %s", candidate.repo_id, exc)
+
+    def _record_judgement(self, candidate: Candidate) -> None:
+        old = self.book.entry(candidate.repo_id) or Entry(candidate.repo_id)
+        if old.sha == candidate.sha and old.verdict is not None:
+            return
+        self.book.put(
+            Entry(
+                candidate.repo_id,
+                candidate.sha,
+                candidate.fingerprint,
+                verdict_of(candidate, Stage.JUDGED),
+                __version__,
+                policy_digest(self.config),
+                now(),
+                old.targets,
+            )
+        )
+
+
+def job_ledger(
+    hub: Hub, config: BotConfig, user: str, namespace: str, publish: PublishMode, dry_run: bool
+) -> JobLedger | None:
+    """The ledger for a publishing job, or None (off, not publishing, or unreadable)."""
+    if dry_run or publish is PublishMode.NONE or not user:
+        return None
+    try:
+        book = open_book(hub, config, user, namespace, rebuild_lost=False)
+    except (HubError, BadInput) as exc:
+        log.warning("ledger not used: %s", exc)
+        return None
+    return JobLedger(book, config) if book is not None else None
