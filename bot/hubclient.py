@@ -102,8 +102,9 @@ class Hub:
         return self.pacer.total - self._baseline
 
     def spent(self) -> int:
-        """What the run budget counts: HTTP requests, or attempts where a call made none."""
-        return max(self.calls, self.requests)
+        """What the run budget counts: HTTP requests to the Hub (a download served from the
+        local cache costs nothing), as the Hub's rate limits count them."""
+        return self.requests
 
     def can_spend(self, calls: int) -> bool:
         """Whether `calls` more requests fit in the run's call and time budgets."""

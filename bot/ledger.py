@@ -109,7 +109,9 @@ class TargetRecord:
     version: str  # converter version (engine.__version__) that produced the outcome
     at: str
     url: str = ""
-    variants: tuple[str, ...] = ()  # failed: the variants that failed validation
+    # The variants that failed validation: all of them (FAILED), or those left out of what
+    # was published (PUBLISHED: bot/job.py publishes the variants that passed).
+    variants: tuple[str, ...] = ()
     reason: str = ""
 
     def matches(self, sha: str, fingerprint: str) -> bool:
@@ -165,20 +167,27 @@ class Entry:
     judged_at: str = ""
     targets: dict[str, list[TargetRecord]] = field(default_factory=dict)
 
-    def target(self, kind: PublishTarget, sha: str, fingerprint: str, version: str):
+    def target(
+        self, kind: PublishTarget, sha: str, fingerprint: str, version: str
+    ) -> Outcome | None:
         """What the records say about `kind` for this source: PUBLISHED, FAILED (with this
         converter version), PENDING, or None when they do not settle it (ask the Hub).
 
-        A PR is done when any PR of the bot was made from the same source (a closed one was
+        The rules of bot/state.py `target_state`, by input fingerprint as well as revision: a
+        PR is done when any PR of the bot was made from the same source (a closed one was
         declined: not asked again). A repo holds one source at a time: done only when its
         latest publish was made from the same source (a force-push back to older weights
-        publishes them again)."""
+        publishes them again) and left nothing out, or left it out with this converter
+        version (a newer one tries those variants again)."""
         records = self.targets.get(kind.key, [])
         published = [r for r in records if r.status is Outcome.PUBLISHED]
         if kind.is_pr and any(r.matches(sha, fingerprint) for r in published):
             return Outcome.PUBLISHED
-        if published and max(published, key=lambda r: r.at).matches(sha, fingerprint):
-            return Outcome.PUBLISHED
+        if published:
+            latest = max(published, key=lambda r: r.at)
+            if latest.matches(sha, fingerprint):
+                complete = not latest.variants or latest.version == version
+                return Outcome.PUBLISHED if complete else None
         same = [r for r in records if r.matches(sha, fingerprint)]
         if not same:
             return None

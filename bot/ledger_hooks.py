@@ -8,9 +8,11 @@ stage, record the job's outcome after publishing.
   other target is checked on the Hub as before, and the publish step's own "already
   published?" check runs before every commit: the ledger can hold a target back, never
   publish one twice.
-- After publishing, each target's outcome (published with its URL, or failed with the
-  variants that failed) is recorded with the source revision, fingerprint and converter
-  version, and saved at once (merged with any run that wrote meanwhile).
+- After publishing, each target's outcome (published with its URL and the variants left
+  out because they failed validation, or failed when none passed) is recorded with the source
+  revision, fingerprint and converter version, and saved at once (merged with any run that
+  wrote meanwhile). Left-out variants are tried again when the source or the converter
+  version changes, as the published card's `unetbot.left_out` says (bot/state.py).
 
 Only publishing jobs use the ledger (not `--dry-run`, not `--publish none`). A ledger that
 cannot be read or written never fails a job: it is logged, and the Hub's markers decide.
@@ -42,7 +44,7 @@ class JobOutcome(Protocol):
     """What a job's result says (bot/job.py JobResult)."""
 
     manifest: Manifest | None
-    published: list[str]
+    published: list[str]  # one URL per target that published, in the order of `pending`
 
 
 class JobLedger:
@@ -76,8 +78,9 @@ class JobLedger:
         chosen: VariantChoice,
         result: JobOutcome,
     ) -> None:
-        """Record each pending target's outcome (as bot/job.py's publish loop decided it) and
-        the judgement, then save."""
+        """Record each pending target's outcome (as bot/job.py's publish loop decided it: the
+        variants that passed are published, those that failed are left out; a target where
+        none passed is not published) and the judgement, then save."""
         try:
             self._record_judgement(candidate)
             urls = iter(result.published)
@@ -87,16 +90,16 @@ class JobLedger:
                 if not mine:
                     continue
                 failed = tuple(a.variant for a in mine if not a.passed)
-                status = Outcome.FAILED if failed else Outcome.PUBLISHED
+                published = len(failed) < len(mine)
                 record = TargetRecord(
-                    status,
+                    Outcome.PUBLISHED if published else Outcome.FAILED,
                     candidate.sha,
                     candidate.fingerprint,
                     __version__,
                     now(),
-                    "" if failed else next(urls, ""),
+                    next(urls, "") if published else "",
                     failed,
-                    "validation failed" if failed else "",
+                    "failed validation" if failed else "",
                 )
                 self.book.add_target(candidate.repo_id, kind.key, record)
             self.book.save(hub)

@@ -43,9 +43,18 @@ def rebuild(
     ledger = Ledger()
     targets = HubTargets(hub, user, namespace)
 
-    def add(source: str, kind: PublishTarget, revision: str, url: str) -> None:
+    def add(
+        source: str,
+        kind: PublishTarget,
+        revision: str,
+        url: str,
+        version: str = "",
+        left_out: tuple[str, ...] = (),
+    ) -> None:
         fingerprint = targets.fingerprint_at(source, revision)
-        record = TargetRecord(Outcome.PUBLISHED, revision, fingerprint, "", now(), url)
+        record = TargetRecord(
+            Outcome.PUBLISHED, revision, fingerprint, version, now(), url, left_out
+        )
         entry = ledger.entries.setdefault(source, Entry(source))
         entry.targets.setdefault(kind.key, []).append(record)
         entry.targets[kind.key] = entry.targets[kind.key][-history:]
@@ -57,7 +66,14 @@ def rebuild(
             if kind is None or not published.source_revision:
                 continue
             wanted.add(published.source_repo)
-            add(published.source_repo, kind, published.source_revision, f"/{repo_id}")
+            add(
+                published.source_repo,
+                kind,
+                published.source_revision,
+                f"/{repo_id}",
+                published.version,
+                published.left_out,
+            )
         for source in sorted(wanted):
             for pr in bot_prs(hub, source, user) if user else []:
                 if pr.revision:

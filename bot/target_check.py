@@ -44,15 +44,7 @@ class HubTargets:
                     self.hub.api.list_models(author=self.namespace, expand=["sha", "cardData"])
                 ),
             )
-            self._repos = {}
-            for info in infos:
-                card = info.card_data.to_dict() if info.card_data is not None else {}
-                meta = card.get("unetbot") if isinstance(card.get("unetbot"), dict) else {}
-                self._repos[info.id] = Published(
-                    str(meta.get("source_repo", "")),
-                    str(meta.get("source_revision", "")),
-                    info.sha or "",
-                )
+            self._repos = {info.id: _published(info) for info in infos}
         return self._repos
 
     def fingerprint_at(self, repo_id: str, revision: str) -> str:
@@ -79,7 +71,9 @@ class HubTargets:
         published = self.bot_repos().get(target.repo_id)
         check_owned(published, target, candidate.repo_id)
         revision = published.source_revision if published else ""
-        if revision and (revision == candidate.sha or self._same_inputs(candidate, revision)):
+        # Done when the card holds this source and nothing left out is worth a retry.
+        complete = published is not None and published.done_for(revision)
+        if complete and (revision == candidate.sha or self._same_inputs(candidate, revision)):
             return self._record(Outcome.PUBLISHED, revision, candidate.fingerprint)
         return self._record(Outcome.PENDING, candidate.sha, candidate.fingerprint)
 
@@ -104,3 +98,18 @@ class HubTargets:
     @staticmethod
     def _record(status: Outcome, revision: str, fingerprint: str, url: str = "") -> TargetRecord:
         return TargetRecord(status, revision, fingerprint, __version__, now(), url)
+
+
+def _published(info) -> Published:
+    """What a listed repo's card records: the fields bot/state.py `published_state` reads
+    from `model_info`, here from a list page with `cardData`."""
+    card = info.card_data.to_dict() if info.card_data is not None else {}
+    meta = card.get("unetbot") if isinstance(card.get("unetbot"), dict) else {}
+    left_out = meta.get("left_out")
+    return Published(
+        str(meta.get("source_repo", "")),
+        str(meta.get("source_revision", "")),
+        info.sha or "",
+        str(meta.get("version", "")),
+        tuple(left_out) if isinstance(left_out, dict) else (),
+    )
