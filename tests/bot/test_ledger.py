@@ -270,3 +270,41 @@ def test_a_failed_variant_is_not_redone_until_the_converter_changes(world, tmp_p
     book.save(world.hub())
     retried = _plan(world, config)  # a newer converter: the variant is tried again
     assert [(e["repo_id"], e["targets"]) for e in retried.entries] == [("alice/tiny-sd15", "gguf")]
+
+
+def test_the_ledger_commands(world, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    for key, value in {
+        "HF_ENDPOINT": world.endpoint,
+        "HF_TOKEN": world.bot_token,
+        "UNETBOT_CACHE": str(world.cache),
+        "UNETBOT_CONFIG": "",
+    }.items():
+        monkeypatch.setenv(key, value)
+    world.seed("alice/model", pipeline_files(1))
+    runner = CliRunner()
+    missing = runner.invoke(app, ["ledger", "show", "--json"])
+    assert missing.exit_code == 0 and json.loads(missing.stdout)["state"] == "missing"
+    scan = runner.invoke(app, ["scan", "--json"])  # reads the ledger, never writes it
+    assert scan.exit_code == 0, scan.output
+    assert [r["repo_id"] for r in json.loads(scan.stdout)] == ["alice/model"]
+    assert read(world.hub(), LEDGER).state is LoadState.MISSING
+    plan = runner.invoke(app, ["plan", "--json"])
+    assert plan.exit_code == 0 and json.loads(plan.stdout)["count"] == 1
+    shown = json.loads(runner.invoke(app, ["ledger", "show", "--json"]).stdout)
+    assert (shown["state"], shown["entries"], shown["verdicts"]) == ("ok", 1, {"supported": 1})
+    entry = json.loads(runner.invoke(app, ["ledger", "show", "--repo", "alice/model"]).stdout)
+    assert entry["verdict"]["status"] == "supported" and set(entry["targets"]) == {
+        "gguf",
+        "quanto",
+        "torchao",
+    }
+    rebuilt = runner.invoke(app, ["ledger", "rebuild"])
+    assert rebuilt.exit_code == 0 and "0 source repo(s) with published targets" in rebuilt.stdout
+    again = runner.invoke(app, ["plan", "--no-ledger", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["count"] == 1
