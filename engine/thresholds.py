@@ -42,8 +42,8 @@ class Threshold:
 #   Q5_1                    0.9858739   0.1678   0.0587          tiny trained
 #   Q4_0                    0.9215507   0.4060   0.1802          tiny trained
 #   Q4_1                    0.9390106   0.3493   0.1238          tiny trained
-#   torchao-int8wo          0.9985733   0.0584   -               full-size trained (fp32)
-#   quanto-int8             0.9984630   0.0608   -               full-size trained (fp32)
+#   torchao-int8wo          0.9983999   0.0617   -               full-size trained (bf16)
+#   quanto-int8             0.9983407   0.0677   -               full-size trained (bf16)
 #   quanto-float8           0.9973554   0.0727   -               tiny trained
 # These gates only bound how far outputs may drift: a wrong or corrupted tensor fails the
 # derived element bounds long before (quantization_tolerance), whatever these allow.
@@ -55,8 +55,8 @@ THRESHOLDS: dict[str, Threshold] = {
     "Q5_1": Threshold(0.971, 0.34, 0.12),
     "Q4_0": Threshold(0.84, 0.82, 0.37),
     "Q4_1": Threshold(0.87, 0.70, 0.25),
-    "torchao-int8wo": Threshold(0.9971, 0.12, NO_TENSOR_CHECK),
-    "quanto-int8": Threshold(0.9969, 0.13, NO_TENSOR_CHECK),
+    "torchao-int8wo": Threshold(0.9967, 0.13, NO_TENSOR_CHECK),
+    "quanto-int8": Threshold(0.9966, 0.14, NO_TENSOR_CHECK),
     "quanto-float8": Threshold(0.9947, 0.15, NO_TENSOR_CHECK),
 }
 
