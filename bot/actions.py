@@ -112,6 +112,7 @@ def run_convert_job(
     from bot.config import PublishMode, load_config
     from bot.hubclient import hub_for
     from bot.job import JobRequest, run_job
+    from bot.pacing import RateLimits
     from bot.settings import load_settings
 
     folder = Path(out_root) / slug(repo_id)
@@ -135,7 +136,8 @@ def run_convert_job(
             revision=revision or None,
             dry_run=dry_run,
         )
-        hub = hub_for(settings, config.scan.max_calls, config.budget.max_minutes)
+        limits = RateLimits.of(config.budget)
+        hub = hub_for(settings, config.scan.max_calls, config.budget.max_minutes, limits)
         result = run_job(request, config, hub)
         record.update(result.to_dict())
         code = result.exit_code

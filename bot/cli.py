@@ -110,6 +110,7 @@ def convert(
     from bot.config import PublishMode, load_config
     from bot.hubclient import hub_for
     from bot.job import JobRequest, run_job
+    from bot.pacing import RateLimits
     from bot.settings import load_settings
 
     try:
@@ -125,7 +126,9 @@ def convert(
             validate=not skip_validation,
             grid=grid,
         )
-        hub = None if Path(src).is_dir() else hub_for(settings, cfg.scan.max_calls, None)
+        limits = RateLimits.of(cfg.budget)
+        local = Path(src).is_dir()
+        hub = None if local else hub_for(settings, cfg.scan.max_calls, None, limits)
         result = run_job(request, cfg, hub)
     except UnetbotError as exc:
         _fail(exc)
@@ -248,6 +251,51 @@ def validate(
             v = a.validation
             typer.echo(f"{a.variant:18} {v.status if v else '?':7} {v.reason if v else ''}")
     raise typer.Exit(int(ExitCode.VALIDATION_FAILED if failed else ExitCode.OK))
+
+
+@app.command()
+def bench(
+    target: Annotated[
+        str, typer.Argument(help="A `bot convert` output folder, or a repo unetbot published.")
+    ],
+    variants: Annotated[
+        str | None, typer.Option(help="Comma list (default: every variant that passed).")
+    ] = None,
+    max_ram: Annotated[
+        str | None, typer.Option(help="RAM to fit in, e.g. 8GB (default: this machine's).")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Timed UNet steps per variant.")] = 3,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="Also measure torch.compile (TorchAO; minutes).")
+    ] = False,
+    latent: Annotated[int, typer.Option(min=8, help="Latent side (64 = 512 px).")] = 64,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of a repo.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Measure load time, peak RAM and seconds per UNet step of each variant on this machine,
+    and recommend the fastest that fits."""
+    from bot.bench import BenchRequest, parse_size, run_bench
+    from bot.bench_report import render_table
+    from bot.hubclient import hub_for
+    from bot.settings import load_settings
+
+    try:
+        request = BenchRequest(
+            target,
+            variants,
+            steps,
+            compile_,
+            parse_size(max_ram) if max_ram else None,
+            revision,
+            latent,
+        )
+        report = run_bench(request, lambda: hub_for(load_settings(), 100, None))
+    except UnetbotError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(redact(json.dumps(report.to_dict(), indent=2)))
+    else:
+        typer.echo(redact(render_table(report)))
 
 
 @app.command()

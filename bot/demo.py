@@ -14,6 +14,7 @@ from pathlib import Path
 from bot.config import PublishMode, load_config
 from bot.hubclient import hub_for
 from bot.job import JobRequest, run_job
+from bot.pacing import RateLimits
 from bot.plan import make_plan
 from bot.seed import demo_config, seeded_hub
 from bot.settings import load_settings
@@ -41,7 +42,8 @@ class RoundReport:
 def run_round(title: str, config_path: Path, out_root: Path) -> RoundReport:
     settings = load_settings()
     config = load_config(config_path)
-    hub = hub_for(settings, config.scan.max_calls, config.budget.max_minutes)
+    limits = RateLimits.of(config.budget)
+    hub = hub_for(settings, config.scan.max_calls, config.scan.max_minutes, limits)
     plan = make_plan(hub, config)
     report = RoundReport(title)
     for entry in plan.entries:

@@ -25,6 +25,7 @@ from bot.progress import stage_bar
 from bot.publish import execute, plan_pr, plan_repo
 from bot.scan import Candidate, judge, model_info
 from bot.state import Target, close_superseded_prs, target_for, target_state
+from engine import __version__
 from engine.classify import ModelKind
 from engine.convert import convert as engine_convert
 from engine.convert import source_facts
@@ -62,6 +63,7 @@ class JobResult:
     planned: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # pending publish targets
     published: list[str] = field(default_factory=list)
+    published_to: dict[str, str] = field(default_factory=dict)  # target key -> URL
     skipped: str = ""
     notes: list[str] = field(default_factory=list)  # things the user should know (empty targets)
     # target key -> {variant: reason} for variants that failed validation and were left out
@@ -205,7 +207,13 @@ def _run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     result.planned = [v.name for v in chosen.variants]
     result.targets = [t.describe() for t in pending.values()]
     if request.publish is not PublishMode.NONE and not pending:
-        result.skipped = f"already published for revision {candidate.sha[:12]}"
+        held = ledger.held_back(candidate, choice, request.publish) if ledger else []
+        result.skipped = (
+            f"not redone: {', '.join(held)} failed validation for these inputs with unetbot "
+            f"{__version__} (the ledger retries when either changes)"
+            if held
+            else f"already published for revision {candidate.sha[:12]}"
+        )
         return result
     if request.dry_run or not chosen.variants:
         return result
@@ -245,6 +253,7 @@ def _run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
             )
         url = execute(hub, plan, me.user)
         result.published.append(url)
+        result.published_to[kind.key] = url
         if kind.is_pr:
             state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
             close_superseded_prs(hub, candidate.repo_id, state.superseded_prs, candidate.sha, url)

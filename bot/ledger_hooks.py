@@ -44,7 +44,7 @@ class JobOutcome(Protocol):
     """What a job's result says (bot/job.py JobResult)."""
 
     manifest: Manifest | None
-    published: list[str]  # one URL per target that published, in the order of `pending`
+    published_to: dict[str, str]  # target key -> URL of what was published
 
 
 class JobLedger:
@@ -70,6 +70,22 @@ class JobLedger:
             )
         return state in (Outcome.PUBLISHED, Outcome.FAILED)
 
+    def held_back(
+        self, candidate: Candidate, choice: VariantChoice, mode: PublishMode
+    ) -> list[str]:
+        """The targets of `mode` the ledger holds back because they failed for these inputs
+        and this converter version (a job says so rather than "already published")."""
+        entry = self.book.entry(candidate.repo_id)
+        if entry is None:
+            return []
+        return [
+            kind.key
+            for kind in mode.targets
+            if choice.per_target.get(kind)
+            and entry.target(kind, candidate.sha, candidate.fingerprint, __version__)
+            is Outcome.FAILED
+        ]
+
     def record(
         self,
         hub: Hub,
@@ -83,7 +99,6 @@ class JobLedger:
         none passed is not published) and the judgement, then save."""
         try:
             self._record_judgement(candidate)
-            urls = iter(result.published)
             artifacts = result.manifest.artifacts if result.manifest else []
             for kind in pending:
                 mine = [a for a in artifacts if a.variant in chosen.names(kind)]
@@ -97,7 +112,7 @@ class JobLedger:
                     candidate.fingerprint,
                     __version__,
                     now(),
-                    next(urls, "") if published else "",
+                    result.published_to.get(kind.key, "") if published else "",
                     failed,
                     "failed validation" if failed else "",
                 )
