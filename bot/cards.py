@@ -17,8 +17,10 @@ from urllib.parse import quote, urlsplit
 import jinja2
 import yaml
 
+from bot.pick_card import what_to_pick
 from engine import __version__
 from engine.classify import ModelKind
+from engine.cost_table import ReferenceRun, reference_run
 from engine.errors import BadInput
 from engine.keymap import LCM_COND_PROJ_ORIGINAL
 from engine.manifest import Artifact, Manifest
@@ -217,9 +219,11 @@ def render_repo_card(
     manifest: Manifest,
     artifacts: list[Artifact],
     left_out: dict[str, str] | None = None,
+    reference: ReferenceRun | None = None,
 ) -> str:
     """README.md for a published repo (GGUF, TorchAO or Quanto); `left_out` names the
-    variants that failed validation (variant -> reason), said in the card."""
+    variants that failed validation (variant -> reason), said in the card. `reference`: the
+    cost figures for "What to pick" (default: the shipped ones for this converter version)."""
     lcm = ctx.is_lcm
     ggufs = [a for a in artifacts if _family(a) is Family.GGUF]
     unet_gguf = [a for a in ggufs if not _is_full(a)]
@@ -263,6 +267,9 @@ def render_repo_card(
             licence_link=safe_link(ctx.licence_extra.get("license_link", ""), ctx.licence_files),
             licence_files=ctx.licence_files,
             left_out=left_out or {},
+            pick=what_to_pick(
+                artifacts, manifest.source.get("unet_config"), reference or reference_run()
+            ),
         )
     )
     meta = front_matter(ctx, target, manifest, [a.variant for a in artifacts], left_out)

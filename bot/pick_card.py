@@ -1,0 +1,101 @@
+"""The "What to pick" section of a repo card: the reference costs of the files it publishes.
+
+Only rows for the variants the card publishes; each shows the figures measured for files of
+this converter version on the reference model (engine/cost_table.json), or "not measured" with
+the reason: no figure is ever borrowed from another variant, version or consumer. The machine,
+the date and the settings are shown with the figures, and the card says plainly that they were
+measured on the reference model, not on this one (and, when this model's UNet has other shapes
+than SD1.5's, that its own costs differ).
+"""
+
+from __future__ import annotations
+
+from bot.bench_report import quality_of
+from bot.cost_view import cost_cells, gigabytes, machine_line, seconds, settings_line
+from engine import __version__
+from engine.cost import Status, compile_applies, not_measured_reason
+from engine.cost_table import ReferenceRun, same_shapes_as_reference
+from engine.manifest import Artifact
+from engine.variants import VARIANTS
+
+
+def _metric(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _reason(artifact: Artifact, run: ReferenceRun | None) -> str:
+    """Why a row has no figure ("" when it has one)."""
+    why = not_measured_reason(VARIANTS[artifact.variant])
+    if why:
+        return why
+    cost = run.costs.get(artifact.variant) if run else None
+    if cost is None or cost.eager is None:
+        return f"no reference measurement for files of unetbot {__version__} yet"
+    if cost.eager.status == Status.FAILED:
+        return f"the reference measurement failed: {cost.eager.reason}"
+    return ""
+
+
+def _summary(artifacts: list[Artifact], run: ReferenceRun | None) -> str:
+    """'Fastest per step: `x` (3.1 s); least memory: `y` (1.2 GB).' over measured rows."""
+    if run is None:
+        return ""
+    measured = [
+        (a, m)
+        for a in artifacts
+        if quality_of(a)["status"] != "failed" and (cost := run.costs.get(a.variant)) is not None
+        for m in cost.measurements()
+        if m.measured and m.step_s is not None and m.peak_rss_bytes is not None
+    ]
+    if not measured:
+        return ""
+
+    def name(a: Artifact, mode: str) -> str:
+        return f"`{a.variant}`" + (" compiled" if mode == "compiled" else "")
+
+    fast = min(measured, key=lambda x: x[1].step_s)
+    small = min(measured, key=lambda x: x[1].peak_rss_bytes)
+    return (
+        f"On that machine the fastest per step is {name(fast[0], fast[1].mode)} "
+        f"({seconds(fast[1].step_s)}), the least memory {name(small[0], small[1].mode)} "
+        f"({gigabytes(small[1].peak_rss_bytes)})."
+    )
+
+
+def what_to_pick(
+    artifacts: list[Artifact], unet_config: dict | None, run: ReferenceRun | None
+) -> dict:
+    """Everything the card's "What to pick" section shows; figures measured for another
+    converter version's files are not this card's (shown as not measured)."""
+    if run is not None and run.unetbot_version != __version__:
+        run = None
+    rows, reasons = [], {}
+    for a in artifacts:
+        v = VARIANTS[a.variant]
+        cost = run.costs.get(a.variant) if run else None
+        quality = quality_of(a)
+        rows.append(
+            {
+                "variant": a.variant,
+                **cost_cells(cost if cost and cost.eager else None, compile_applies(v)),
+                "cosine": _metric(quality["cosine"], 5),
+                "rel_l2": _metric(quality["rel_l2"], 4),
+            }
+        )
+        why = _reason(a, run)
+        if why:
+            reasons.setdefault(why, []).append(a.variant)
+    return {
+        "measured": run is not None,
+        "rows": rows,
+        "not_measured": [{"variants": names, "why": why} for why, names in reasons.items()],
+        "version": run.unetbot_version if run else __version__,
+        "date": run.machine.get("date", "") if run else "",
+        "machine": machine_line(run.machine) if run else "",
+        "settings": settings_line(run.settings) if run else "",
+        "reference": run.reference if run else "",
+        "pixels": (run.settings.get("pixels") if run else None) or 512,
+        "compiled": any(compile_applies(VARIANTS[a.variant]) for a in artifacts),
+        "summary": _summary(artifacts, run),
+        "same_shapes": same_shapes_as_reference(unet_config or {}),
+    }
