@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.keymap import unet_keymap
 from engine.thresholds import SAME_WEIGHTS, check, diffusers_dequant_tolerance
+from engine.validation.gguf_tensors import row_chunks
 
 
 def diffusers_dequantized(tensor: Any) -> Any:
@@ -59,12 +60,16 @@ def swap_in_diffusers_weights(model: Any, gguf_path: Path, unet_config: dict) ->
             problems.append(f"{tensor.name}: no such parameter")
             continue
         theirs = diffusers_dequantized(tensor).reshape(ours.shape)
+        ratio, diff_sq, norm_sq = 0.0, 0.0, 0.0
         with torch.no_grad():
-            diff = (theirs.double() - ours.double()).abs()
-            bound = diffusers_dequant_tolerance(ours.detach(), tensor.tensor_type.name)
-            ratio = (diff / bound).max().item() if diff.numel() else 0.0
-            rel = (diff.norm() / ours.double().norm().clamp_min(1e-30)).item()
+            for got, want in zip(row_chunks(theirs), row_chunks(ours.detach()), strict=True):
+                diff = (got.double() - want.double()).abs()
+                bound = diffusers_dequant_tolerance(want, tensor.tensor_type.name)
+                ratio = max(ratio, (diff / bound).max().item())
+                diff_sq += diff.square().sum().item()
+                norm_sq += want.double().square().sum().item()
             ours.copy_(theirs.float())
+        rel = (diff_sq / max(norm_sq, 1e-60)) ** 0.5
         worst_ratio, worst_rel = max(worst_ratio, ratio), max(worst_rel, rel)
         if not ratio <= 1.0:
             problems.append(
