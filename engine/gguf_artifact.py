@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine import __version__
@@ -29,6 +30,14 @@ def _stored_tensors(gguf_path: Path) -> dict[str, tuple[str, int]]:
     return {t.name: (t.tensor_type.name, int(t.data_offset)) for t in reader.tensors}
 
 
+@dataclass(frozen=True)
+class GGUFArtifact:
+    """What writing one GGUF artifact gave: the manifest's details and the file's sha256."""
+
+    details: dict
+    sha256: str
+
+
 def write_gguf_artifact(
     source: Source,
     path: Path,
@@ -36,8 +45,8 @@ def write_gguf_artifact(
     full: bool,
     provenance: Provenance,
     reuse_unet_from: Path | None = None,
-) -> dict:
-    """Write one GGUF (UNet only, or full checkpoint) and return its report as a dict.
+) -> GGUFArtifact:
+    """Write one GGUF (UNet only, or full checkpoint): its manifest details and sha256.
 
     `reuse_unet_from`: a GGUF of the same type written from the same source in this run; its
     UNet tensors are copied byte for byte instead of quantized again (the writer's policy still
@@ -65,7 +74,7 @@ def write_gguf_artifact(
         "unetbot.lcm_cond_proj": LCM_CONVENTION if lcm else "none",
     }
     report = write_gguf(Path(path), sources, qtype, metadata)
-    return {
+    details = {
         "gguf_type": qtype,
         "tensor_count": report.tensor_count,
         "quantized": report.quantized,
@@ -75,3 +84,4 @@ def write_gguf_artifact(
         ),
         "full_checkpoint": full,
     }
+    return GGUFArtifact(details, report.sha256)

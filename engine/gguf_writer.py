@@ -47,6 +47,7 @@ from engine.fsio import atomic_output, copy_range
 from engine.gguf_quants import quantize
 from engine.gguf_rules import ARCHITECTURE
 from engine.keymap import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from engine.output_hash import OutputHash, SourceStamps, sha256_file
 
 logger = logging.getLogger("unetbot.engine")
 
@@ -132,6 +133,7 @@ class GGUFReport:
     kept: dict[str, int]  # {"F16": n, "F32": m} for tensors not quantized
     reasons: dict[str, int]
     choices: list[TensorChoice]
+    sha256: str  # of the whole file, computed while writing it (engine.output_hash)
 
 
 def _kept_type(shape: tuple[int, ...], source_dtype: str) -> str:
@@ -238,35 +240,31 @@ def write_gguf(
     file_type = TARGETS[target][1]
     choices = [choose_type(s.name, tuple(s.shape), s.dtype, target) for s in sources]
 
-    with atomic_output(path) as tmp:
-        writer = gguf.GGUFWriter(path=None, arch=ARCHITECTURE)
-        try:
-            writer.add_file_type(int(file_type))
-            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-            _add_metadata(writer, metadata)
-            for source, choice in zip(sources, choices, strict=True):
-                qtype = GGMLQuantizationType[choice.ggml_type]
-                shape = tuple(int(d) for d in source.shape)
-                nbytes = _nbytes(shape, choice.ggml_type)
-                if qtype in (GGMLQuantizationType.F16, GGMLQuantizationType.F32):
-                    dtype = np.dtype(
-                        np.float16 if qtype == GGMLQuantizationType.F16 else np.float32
-                    )
-                    writer.add_tensor_info(source.name, shape, dtype, nbytes)
-                else:
-                    byte_shape = gguf.quant_shape_to_byte_shape(shape, qtype)
-                    writer.add_tensor_info(
-                        source.name, byte_shape, np.dtype(np.uint8), nbytes, qtype
-                    )
-            writer.write_header_to_file(path=tmp)
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            assert writer.fout is not None
-            out = writer.fout[0]
-            out.flush()
-            _write_data(out.fileno(), out.tell(), writer.data_alignment, sources, choices)
-        finally:
-            writer.close()
+    stamps = SourceStamps.of(s.raw_at[0] for s in sources if s.raw_at is not None)
+    with OutputHash() as digest:
+        with atomic_output(path) as tmp:
+            writer = gguf.GGUFWriter(path=None, arch=ARCHITECTURE)
+            try:
+                writer.add_file_type(int(file_type))
+                writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+                _add_metadata(writer, metadata)
+                for source, choice in zip(sources, choices, strict=True):
+                    _add_tensor_info(writer, source, choice)
+                writer.write_header_to_file(path=tmp)
+                writer.write_kv_data_to_file()
+                writer.write_ti_data_to_file()
+                assert writer.fout is not None
+                out = writer.fout[0]
+                out.flush()
+                # gguf-py encoded the header, KV data and tensor infos: hash them as written
+                with open(tmp, "rb") as written:
+                    digest.add(written.read(out.tell()))
+                out_fd = out.fileno()
+                _write_data(out_fd, out.tell(), writer.data_alignment, sources, choices, digest)
+            finally:
+                writer.close()
+        streamed = digest.hexdigest()
+    sha256 = streamed if streamed and stamps.unchanged() else sha256_file(path)
 
     kept = Counter({"F16": 0, "F32": 0})
     kept.update(c.ggml_type for c in choices if c.ggml_type in ("F16", "F32"))
@@ -278,6 +276,7 @@ def write_gguf(
         kept=dict(kept),
         reasons=dict(Counter(c.reason for c in choices)),
         choices=choices,
+        sha256=sha256,
     )
     logger.info(
         "wrote %s (%s): %d tensors, %d quantized, kept %s",
@@ -290,6 +289,19 @@ def write_gguf(
     return report
 
 
+def _add_tensor_info(writer: gguf.GGUFWriter, source: GGUFSource, choice: TensorChoice) -> None:
+    """Declare one tensor (name, natural shape, stored type, byte size) in the header."""
+    qtype = GGMLQuantizationType[choice.ggml_type]
+    shape = tuple(int(d) for d in source.shape)
+    nbytes = _nbytes(shape, choice.ggml_type)
+    if qtype in (GGMLQuantizationType.F16, GGMLQuantizationType.F32):
+        dtype = np.dtype(np.float16 if qtype == GGMLQuantizationType.F16 else np.float32)
+        writer.add_tensor_info(source.name, shape, dtype, nbytes)
+    else:
+        byte_shape = gguf.quant_shape_to_byte_shape(shape, qtype)
+        writer.add_tensor_info(source.name, byte_shape, np.dtype(np.uint8), nbytes, qtype)
+
+
 class _DataWriter:
     """Appends aligned tensor data to the GGUF's file descriptor.
 
@@ -298,12 +310,16 @@ class _DataWriter:
     final fsync only waits for the tail instead of the whole file.
     """
 
-    def __init__(self, fd: int, offset: int, alignment: int, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, fd: int, offset: int, alignment: int, pool: ThreadPoolExecutor, digest: OutputHash
+    ) -> None:
         self.fd, self.offset, self.alignment, self.pool = fd, offset, alignment, pool
+        self.digest = digest
         self.unsynced = 0
         self.sync: Future[None] | None = None
 
     def _write(self, data: memoryview | bytes) -> None:
+        self.digest.add(data)
         while data:
             n = os.write(self.fd, data)
             data = data[n:]
@@ -328,6 +344,7 @@ class _DataWriter:
     def copy(self, raw: _RawCopy) -> None:
         """Append bytes of another file without passing them through user space."""
         self.pad()
+        self.digest.add_range(raw.path, raw.offset, raw.nbytes)
         copy_range(raw.path, raw.offset, raw.nbytes, self.fd)
         self.offset += raw.nbytes
         self.unsynced += raw.nbytes
@@ -345,6 +362,7 @@ def _write_data(
     alignment: int,
     sources: Sequence[GGUFSource],
     choices: Sequence[TensorChoice],
+    digest: OutputHash,
 ) -> None:
     """Write tensor data in order while a worker prepares the next `_PREFETCH` tensors.
 
@@ -355,7 +373,7 @@ def _write_data(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="unetbot-gguf-prep") as prep,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="unetbot-gguf-sync") as sync,
     ):
-        out = _DataWriter(fd, offset, alignment, sync)
+        out = _DataWriter(fd, offset, alignment, sync, digest)
         pending: deque[Future[np.ndarray | _RawCopy]] = deque()
         ahead = iter(zip(sources, choices, strict=True))
         try:

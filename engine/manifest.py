@@ -7,8 +7,8 @@ Schema (versioned by `schema_version`) is documented in README.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,20 +16,13 @@ from typing import TYPE_CHECKING
 from engine import __version__
 from engine.errors import BadInput
 from engine.fsio import atomic_write_bytes
+from engine.output_hash import sha256_file
 
 if TYPE_CHECKING:  # engine.validation imports this module
     from engine.validation.result import ValidationResult
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-
-
-def sha256_file(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -112,6 +105,19 @@ class Manifest:
         )
 
 
-def describe_files(folder: Path, paths: list[Path]) -> list[FileEntry]:
-    """Hash and size each file, with paths relative to `folder`."""
-    return [FileEntry(str(p.relative_to(folder)), p.stat().st_size, sha256_file(p)) for p in paths]
+def describe_files(
+    folder: Path, paths: list[Path], known: Mapping[Path, str] | None = None
+) -> list[FileEntry]:
+    """Size and sha256 of each file, with paths relative to `folder`.
+
+    `known`: digests the writer computed from the bytes it wrote (engine.output_hash), used
+    instead of reading the file again; any other file is hashed from disk."""
+    known = known or {}
+    return [
+        FileEntry(
+            str(p.relative_to(folder)),
+            p.stat().st_size,
+            known[p] if p in known else sha256_file(p),
+        )
+        for p in paths
+    ]

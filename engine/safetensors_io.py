@@ -24,6 +24,7 @@ import numpy as np
 from engine.config_json import MAX_INDEX_BYTES, MAX_INDEX_DEPTH, parse_json, read_json_file
 from engine.errors import BadSafetensorsHeader, MissingFile, TruncatedFile
 from engine.fsio import atomic_output, copy_range
+from engine.output_hash import OutputHash, SourceStamps, sha256_file
 
 # Bytes per element of every safetensors dtype.
 DTYPE_SIZES: dict[str, int] = {
@@ -247,31 +248,42 @@ def encode_header(tensors: Sequence[OutputTensor], metadata: dict[str, str]) -> 
 
 def write_safetensors(
     out_path: Path, tensors: Sequence[OutputTensor], metadata: dict[str, str]
-) -> None:
-    """Write `tensors` to `out_path` atomically, copying bytes range by range.
+) -> str:
+    """Write `tensors` to `out_path` atomically, copying bytes range by range; return the file's
+    sha256.
 
     Consecutive tensors whose source bytes are contiguous and unchanged are copied as one range,
-    so a rename-only conversion is a single `copy_file_range` of the whole data section.
+    so a rename-only conversion is a single `copy_file_range` of the whole data section. The
+    sha256 is computed on a second thread from the header and the source ranges while the
+    kernel copies them (engine.output_hash says why and how it stays the file's own hash).
     """
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ValueError(f"{out_path}: tensor name {dup!r} would be written twice")
-    with atomic_output(out_path) as tmp, open(tmp, "wb") as dst:
-        dst.write(encode_header(tensors, metadata))
-        dst.flush()
-        for run in _contiguous_runs(tensors):
-            first = run[0]
-            if first.dtype == first.spec.dtype:
-                start = first.source.data_start + first.spec.start
-                length = sum(t.spec.nbytes for t in run)
-                _copy_range(first.source.path, start, length, dst)
-            else:
-                for t in run:
-                    dst.write(
-                        cast_bytes(read_tensor_bytes(t.source, t.spec), t.spec.dtype, t.dtype)
-                    )
-        dst.flush()
+    stamps = SourceStamps.of(t.source.path for t in tensors)
+    with OutputHash() as digest:
+        with atomic_output(out_path) as tmp, open(tmp, "wb") as dst:
+            header = encode_header(tensors, metadata)
+            digest.add(header)
+            dst.write(header)
+            dst.flush()
+            for run in _contiguous_runs(tensors):
+                first = run[0]
+                if first.dtype == first.spec.dtype:
+                    start = first.source.data_start + first.spec.start
+                    length = sum(t.spec.nbytes for t in run)
+                    digest.add_range(first.source.path, start, length)
+                    _copy_range(first.source.path, start, length, dst)
+                else:
+                    for t in run:
+                        raw = read_tensor_bytes(t.source, t.spec)
+                        data = cast_bytes(raw, t.spec.dtype, t.dtype)
+                        digest.add(data)
+                        dst.write(data)
+            dst.flush()
+        streamed = digest.hexdigest()
+    return streamed if streamed and stamps.unchanged() else sha256_file(out_path)
 
 
 def _contiguous_runs(tensors: Sequence[OutputTensor]) -> list[list[OutputTensor]]:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from engine.diffusers_quant import SCHEMES, QuantScheme
 from engine.errors import BadInput
 from engine.layout import Precision
-from engine.original import Provenance, write_original
+from engine.original import Provenance, original_metadata, original_tensors
+from engine.safetensors_io import write_safetensors
 from engine.thresholds import THRESHOLDS, Threshold
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class Written:
     main: Path
     files: list[Path]
     details: dict = field(default_factory=dict)
+    # sha256 of files, computed by the writer from the bytes it wrote (engine.output_hash);
+    # files not in it are hashed from disk
+    sha256: dict[Path, str] = field(default_factory=dict)
 
 
 # (variant, source, out_dir, stem, provenance, what earlier variants of this run wrote)
@@ -138,8 +142,11 @@ def _write_original(
     full = variant.full_checkpoint
     suffix = ".fp16" if variant.fp16_twin else ""
     name = f"{stem}{suffix}.safetensors" if full else f"{stem}.unet{suffix}.safetensors"
-    path = write_original(source, out_dir / name, full=full, provenance=provenance)
-    return Written(path, [path], {"lcm_cond_proj": source.classification.is_lcm})
+    path = out_dir / name
+    # write_original's body, keeping the sha256 write_safetensors computed while writing
+    tensors = original_tensors(source, full)
+    sha256 = write_safetensors(path, tensors, original_metadata(source, provenance, full))
+    return Written(path, [path], {"lcm_cond_proj": source.classification.is_lcm}, {path: sha256})
 
 
 def _write_gguf(
@@ -160,8 +167,8 @@ def _write_gguf(
         None,
     )
     reuse = unet_gguf.main if full and unet_gguf is not None else None
-    report = write_gguf_artifact(source, path, qtype, full, provenance, reuse)
-    return Written(path, [path], report)
+    written = write_gguf_artifact(source, path, qtype, full, provenance, reuse)
+    return Written(path, [path], written.details, {path: written.sha256})
 
 
 def _write_diffusers_quant(
