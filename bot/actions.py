@@ -28,7 +28,6 @@ import typer
 
 from bot.actions_summary import LOG_NAME, RESULT_NAME
 from bot.log import RedactingFilter, redact, setup_logging
-from bot.plan import MAX_CHUNKS
 from engine.errors import BadInput, ExitCode, UnetbotError, exit_code_for
 
 REPO_CONFIG = Path(".github/unetbot.yml")
@@ -55,6 +54,8 @@ def single_entry_outputs(repo_id: str) -> dict[str, str]:
     `revision`, `kind` and `targets` are left empty: the convert job resolves the head
     revision and what is still to publish itself, exactly as for a scanned entry.
     """
+    from bot.plan import MAX_CHUNKS  # bot.plan pulls the Hub client: every `bot` command loads us
+
     repo_id = repo_id.strip()
     parts = repo_id.split("/")
     if (

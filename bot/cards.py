@@ -24,7 +24,6 @@ from engine.cost_table import ReferenceRun, reference_run
 from engine.errors import BadInput
 from engine.keymap import LCM_COND_PROJ_ORIGINAL
 from engine.manifest import Artifact, Manifest
-from engine.probe import TIMESTEPS
 from engine.variants import VARIANTS, Family, PublishTarget
 
 # Characters that start Markdown syntax mid-line (`<`, `>`, `&` are HTML-escaped instead);
@@ -224,6 +223,8 @@ def render_repo_card(
     """README.md for a published repo (GGUF, TorchAO or Quanto); `left_out` names the
     variants that failed validation (variant -> reason), said in the card. `reference`: the
     cost figures for "What to pick" (default: the shipped ones for this converter version)."""
+    from engine.probe import TIMESTEPS  # engine.probe imports torch: only when a card is made
+
     lcm = ctx.is_lcm
     ggufs = [a for a in artifacts if _family(a) is Family.GGUF]
     unet_gguf = [a for a in ggufs if not _is_full(a)]
