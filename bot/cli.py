@@ -108,9 +108,7 @@ def convert(
 ) -> None:
     """Convert one model, validate every artifact, and optionally publish it."""
     from bot.config import PublishMode, load_config
-    from bot.hubclient import hub_for
     from bot.job import JobRequest, run_job
-    from bot.pacing import RateLimits
     from bot.settings import load_settings
 
     try:
@@ -126,9 +124,12 @@ def convert(
             validate=not skip_validation,
             grid=grid,
         )
-        limits = RateLimits.of(cfg.budget)
-        local = Path(src).is_dir()
-        hub = None if local else hub_for(settings, cfg.scan.max_calls, None, limits)
+        hub = None
+        if not Path(src).is_dir():  # a local folder never needs the Hub client (~0.5 s import)
+            from bot.hubclient import hub_for
+            from bot.pacing import RateLimits
+
+            hub = hub_for(settings, cfg.scan.max_calls, None, RateLimits.of(cfg.budget))
         result = run_job(request, cfg, hub)
     except UnetbotError as exc:
         _fail(exc)
@@ -237,7 +238,7 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-check a manifest folder: sha256 of every file, then every artifact with its loader."""
-    from engine.validate import validate_folder
+    from engine.validation import validate_folder
 
     try:
         manifest = validate_folder(folder, source, grid)

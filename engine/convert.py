@@ -2,7 +2,7 @@
 
 This is the engine's entry point for the bot: `convert(source_dir, out_dir, variants, ...)`.
 A variant that fails to write raises (nothing partial is left: every writer writes to a temp name
-and renames); validation is a separate step (`engine.validate`) that fills each artifact's
+and renames); validation is a separate step (`engine.validation`) that fills each artifact's
 `validation` field.
 """
 
@@ -166,7 +166,7 @@ def write_variant(run: Run, variant: Variant, earlier: dict) -> Artifact:
     source = run.source_for(variant)
     written = variant.write(source, run.out_dir, run.stem, run.provenance, earlier)
     earlier[variant.name] = written
-    files = describe_files(run.out_dir, written.files)
+    files = describe_files(run.out_dir, written.files, written.sha256)
     main = next(f for f in files if f.path == str(written.main.relative_to(run.out_dir)))
     details = {
         **written.details,

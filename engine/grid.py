@@ -37,12 +37,14 @@ class GridColumn:
     latents: Any  # torch.Tensor (1, 4, h, w): final LCM latents in the scaled latent space
 
 
-def decode(vae_folder: Path, latents: list[Any]) -> list[Any]:
+def decode(vae_folder: Path, latents: list[Any], variant: str | None = None) -> list[Any]:
     """Decode latents (scaled latent space) with the VAE in `vae_folder` to uint8 HWC arrays."""
     import torch
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(str(vae_folder), torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(
+        str(vae_folder), torch_dtype=torch.float32, variant=variant, use_safetensors=True
+    ).eval()
     images = []
     with torch.no_grad():
         for latent in latents:  # one at a time: a batch would hold every activation at once
@@ -53,13 +55,16 @@ def decode(vae_folder: Path, latents: list[Any]) -> list[Any]:
     return images
 
 
-def write_grid(vae_folder: Path, columns: list[GridColumn], path: Path) -> Path:
+def write_grid(
+    vae_folder: Path, columns: list[GridColumn], path: Path, variant: str | None = None
+) -> Path:
     """Decode every column and save them as one labelled PNG at `path` (atomic write)."""
     from PIL import Image, ImageDraw
 
     if not columns:
         raise ValueError("a validation grid needs at least one column")
-    images = [Image.fromarray(a) for a in decode(vae_folder, [c.latents for c in columns])]
+    latents = [c.latents for c in columns]
+    images = [Image.fromarray(a) for a in decode(vae_folder, latents, variant)]
     scale = -(-_MIN_TILE // images[0].width)
     if scale > 1:
         images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]

@@ -66,7 +66,10 @@ class Context:
             from engine.probe import reference_outputs
 
             model = UNet2DConditionModel.from_pretrained(
-                str(self.source.unet.folder), torch_dtype=torch.float32
+                str(self.source.unet.folder),
+                torch_dtype=torch.float32,
+                variant=self.source.unet.variant,  # the weight set this source reads
+                use_safetensors=True,
             ).eval()
             self._reference = reference_outputs(model, self.source.unet.config)
             del model

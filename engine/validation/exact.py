@@ -176,14 +176,18 @@ def loaded_differences(
     size); parameters held anywhere else are compared byte for byte."""
     import torch
 
+    from engine.component_check import canonical_name
+
     path, offsets = file_offsets or (None, {})
     mappings = file_mappings(path) if path is not None else []
     seen = set()
     for header, spec in component.tensors():
-        seen.add(spec.name)
-        got = loaded.get(spec.name)
+        # the loaded model names tensors as current diffusers does (legacy VAE attention names)
+        name = canonical_name(component.name, spec.name)
+        seen.add(name)
+        got = loaded.get(name)
         if got is None:
-            yield f"{spec.name} is missing"
+            yield f"{name} is missing"
             continue
         if got.device.type == "meta":
             yield f"{spec.name} was left on the meta device"

@@ -85,7 +85,7 @@ def write_validation_grid(ctx: Context, manifest: Manifest) -> None:
         for a in manifest.artifacts
         if a.passed and a.variant in ctx.samples
     ]
-    write_grid(ctx.source.vae.folder, columns, ctx.out_dir / GRID_NAME)
+    write_grid(ctx.source.vae.folder, columns, ctx.out_dir / GRID_NAME, ctx.source.vae.variant)
     manifest.grid = GRID_NAME
     release_memory()
 
