@@ -249,8 +249,9 @@ def _run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
             plan = plan_pr(ctx, result.out, passed, left_out)
         else:
             plan = plan_repo(
-                hub, ctx, target, result.out, result.manifest, passed, snapshot, left_out
-            )
+                hub, ctx, target, result.out, result.manifest, passed, snapshot, left_out,
+                unet_folder=candidate.unet_folder or ".",
+            )  # fmt: skip
         url = execute(hub, plan, me.user)
         result.published.append(url)
         result.published_to[kind.key] = url

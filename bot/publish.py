@@ -96,6 +96,7 @@ def plan_repo(
     artifacts: list[Artifact],
     source_root: Path,
     left_out: dict[str, str] | None = None,
+    unet_folder: str = "unet",
 ) -> PublishPlan:
     """One atomic commit to the target repo: weights, card, config, licence, manifest subset."""
     _require_passed(artifacts)
@@ -104,7 +105,7 @@ def plan_repo(
         for f in a.files:
             uploads.append(Upload(f.path, out_dir / f.path))
     if target.kind is PublishTarget.GGUF:  # diffusers' GGUF loader needs the UNet config
-        uploads.append(Upload("unet/config.json", source_root / "unet" / "config.json"))
+        uploads.append(Upload("unet/config.json", source_root / unet_folder / "config.json"))
     if manifest.grid:
         uploads.append(Upload(manifest.grid, out_dir / manifest.grid))
     for licence in ctx.licence_files:

@@ -71,8 +71,9 @@ def test_quantized_outputs_never_download_the_fp32_weights(seeded_hub, zoo, tmp_
     fetched = {p.name for p in cache.rglob("*.safetensors")}
     assert "diffusion_pytorch_model.fp16.safetensors" in fetched
     assert "diffusion_pytorch_model.safetensors" not in fetched  # the fp32 main weights
-    source_files = result.manifest.source["files"]
-    assert any("fp16" in f for f in source_files) and result.published
+    unet_files = result.manifest.source["files"]["unet"]
+    assert unet_files and all("fp16" in f for f in unet_files if f.endswith(".safetensors"))
+    assert result.published
 
 
 @pytest.mark.parametrize("name", ["bare-unet", "lcm-root-checkpoint"])
