@@ -88,3 +88,23 @@ def test_convertible_layouts_publish(seeded_hub, zoo, tmp_path, name):
     assert api.repo_exists(f"unetbot/alice__{name}-GGUF")
     prs = list(api.get_repo_discussions(f"alice/{name}", author="unetbot"))
     assert bool(prs) == zoo[name].expected.pr_target
+
+
+def test_the_pr_mirrors_both_precisions_and_the_quantized_files_read_the_fp16_variant(
+    seeded_hub, zoo, tmp_path
+):
+    _seed(seeded_hub, zoo, ["lcm-fp32-fp16"])
+    result = _job(
+        seeded_hub, "lcm-fp32-fp16", tmp_path / "out", publish=PublishMode.ALL,
+        variants="original,original-fp16,gguf-q8_0",
+    )  # fmt: skip
+    assert result.exit_code == ExitCode.OK, result.summary()
+    details = {a.variant: a.details for a in result.manifest.artifacts}
+    assert details["original"]["source_precision"] == "main"
+    assert not any(".fp16." in f for f in details["original"]["source_files"])
+    for name in ("original-fp16", "gguf-q8_0"):
+        assert any(".fp16." in f for f in details[name]["source_files"]), name
+    api = HfApi(endpoint=seeded_hub.endpoint)
+    (pr,) = api.get_repo_discussions("alice/lcm-fp32-fp16", author="unetbot")
+    files = set(api.list_repo_files("alice/lcm-fp32-fp16", revision=f"refs/pr/{pr.num}"))
+    assert {"lcm-fp32-fp16.unet.safetensors", "lcm-fp32-fp16.unet.fp16.safetensors"} <= files
