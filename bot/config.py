@@ -191,7 +191,27 @@ def _section(cls, raw: object, where: str):
     unknown = sorted(set(raw) - known)
     if unknown:
         raise BadInput(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    defaults = cls()
+    for key, value in raw.items():
+        _check_type(f"{where}.{key}", value, getattr(defaults, key))
     return cls(**raw)
+
+
+def _check_type(where: str, value: object, default: object) -> None:
+    """A setting must have its default's type (ints are accepted for floats, null for text
+    settings): a typo like `max_calls: "500"` is an error, not a crash later."""
+    if default is None or (isinstance(default, float) and type(value) is int):
+        return
+    if value is None and isinstance(default, str):  # `library: null`: no library filter
+        return
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = type(value) is type(default)
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise BadInput(f"{where}: expected {type(default).__name__}, got {value!r}")
 
 
 def load_config(path: Path | str | None) -> BotConfig:

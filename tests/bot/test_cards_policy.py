@@ -176,6 +176,18 @@ def test_licence_from_card_or_tag():
     assert licence_of({}, ["license:apache-2.0"]) == "apache-2.0"
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"scan": {"max_calls": "500"}}, {"publish": {"grid": 1}}, {"policy": {"skip_gated": "no"}}],
+)
+def test_config_rejects_wrong_types(tmp_path, bad):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    key = next(iter(next(iter(bad.values()))))
+    with pytest.raises(BadInput, match=f"{key}: expected"):
+        load_config(path)
+
+
 def test_config_rejects_typos(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"policy": {"licence_alow": ["mit"]}}))
