@@ -16,6 +16,8 @@ NOT_MEASURED = "not measured"
 def seconds(value: float | None) -> str:
     if value is None:
         return "-"
+    if value >= 100:
+        return f"{value:.0f} s"
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bot.bench_report import quality_of
 from bot.cost_view import cost_cells, gigabytes, machine_line, seconds, settings_line
 from engine import __version__
-from engine.cost import Status, compile_applies, not_measured_reason
+from engine.cost import Measurement, Status, compile_applies, not_measured_reason
 from engine.cost_table import ReferenceRun, same_shapes_as_reference
 from engine.manifest import Artifact
 from engine.variants import VARIANTS
@@ -36,8 +36,19 @@ def _reason(artifact: Artifact, run: ReferenceRun | None) -> str:
     return ""
 
 
+def _clearly_fastest(measured: list[tuple[Artifact, Measurement]]) -> bool:
+    """Whether the fastest option's slowest timed step beat every other option's fastest one:
+    on a busy machine, medians that differ less than the steps' own spread name no winner."""
+    ordered = sorted(measured, key=lambda x: x[1].step_s or 0.0)
+    if len(ordered) < 2:
+        return True
+    best = max(ordered[0][1].steps_s or [ordered[0][1].step_s or 0.0])
+    return all(best < min(m.steps_s or [m.step_s or 0.0]) for _, m in ordered[1:])
+
+
 def _summary(artifacts: list[Artifact], run: ReferenceRun | None) -> str:
-    """'Fastest per step: `x` (3.1 s); least memory: `y` (1.2 GB).' over measured rows."""
+    """Which file was fastest per step (when the step times tell) and which needed the least
+    memory, over the measured rows of files that passed validation."""
     if run is None:
         return ""
     measured = [
@@ -55,11 +66,31 @@ def _summary(artifacts: list[Artifact], run: ReferenceRun | None) -> str:
 
     fast = min(measured, key=lambda x: x[1].step_s)
     small = min(measured, key=lambda x: x[1].peak_rss_bytes)
-    return (
-        f"On that machine the fastest per step is {name(fast[0], fast[1].mode)} "
-        f"({seconds(fast[1].step_s)}), the least memory {name(small[0], small[1].mode)} "
-        f"({gigabytes(small[1].peak_rss_bytes)})."
+    speed = (
+        f"the fastest per step is {name(fast[0], fast[1].mode)} ({seconds(fast[1].step_s)})"
+        if _clearly_fastest(measured)
+        else "no file is clearly fastest (the step times overlap within their spread)"
     )
+    memory = f"{name(small[0], small[1].mode)} needs the least memory"
+    return f"On that machine {speed}; {memory} ({gigabytes(small[1].peak_rss_bytes)})."
+
+
+def conditions(run: ReferenceRun) -> str:
+    """How busy the machine was: the load average range while measuring and the widest spread
+    between the timed steps of one measurement, so a reader can judge small differences."""
+    measured = [m for c in run.costs.values() for m in c.measurements() if m.measured]
+    loads = [m.load_average for m in measured if m.load_average is not None]
+    spreads = [max(m.steps_s) / min(m.steps_s) for m in measured if m.steps_s and min(m.steps_s)]
+    parts = []
+    if loads:
+        cores = run.machine.get("cores", "?")
+        parts.append(
+            f"1-minute load average {min(loads):.1f} to {max(loads):.1f} on its {cores} cores "
+            "while measuring"
+        )
+    if spreads:
+        parts.append(f"the timed steps of one file varied up to {max(spreads):.1f}x")
+    return "; ".join(parts)
 
 
 def what_to_pick(
@@ -93,6 +124,7 @@ def what_to_pick(
         "date": run.machine.get("date", "") if run else "",
         "machine": machine_line(run.machine) if run else "",
         "settings": settings_line(run.settings) if run else "",
+        "conditions": conditions(run) if run else "",
         "reference": run.reference if run else "",
         "pixels": (run.settings.get("pixels") if run else None) or 512,
         "compiled": any(compile_applies(VARIANTS[a.variant]) for a in artifacts),

@@ -216,9 +216,7 @@ def test_a_compiled_option_can_win_and_says_what_compiling_costs():
     ]
     pick = recommend(rows, 10**10, "x")
     assert (pick.option.row.variant, pick.option.measurement.mode) == ("torchao-int8wo", "compiled")
-    assert (
-        "compiled with torch.compile" in pick.line and "first step compiles: 100.0 s" in pick.line
-    )
+    assert "compiled with torch.compile" in pick.line and "first step compiles: 100 s" in pick.line
 
 
 def test_a_variant_that_failed_validation_is_never_recommended():
@@ -318,7 +316,7 @@ def test_card_lists_the_reference_figures_of_its_own_files_only():
 def test_torchao_card_shows_the_compiled_figure_and_its_compile_time():
     text = _card(PublishTarget.TORCHAO, ["torchao-int8wo"], reference=_reference())
     assert "s/step with torch.compile" in text
-    assert "2.50 s (compile 100.0 s)" in _rows(text)["torchao-int8wo"]
+    assert "2.50 s (compile 100 s)" in _rows(text)["torchao-int8wo"]
     assert "fastest per step is `torchao-int8wo` compiled" in text
 
 
@@ -332,3 +330,23 @@ def test_card_from_another_converter_version_shows_no_figure():
     assert _rows(text)["gguf-q8_0"].count("not measured") == 3
     assert "No cost figures have been measured yet" in text
     assert "Reference CPU 9000" not in text
+
+
+def test_card_names_no_fastest_file_when_step_times_overlap():
+    run = _reference()
+    slow = Measurement(
+        "gguf-q4_0",
+        "eager",
+        Status.MEASURED,
+        step_s=3.3,
+        steps_s=[2.9, 3.3, 3.6],
+        peak_rss_bytes=1_900_000_000,
+    )
+    run.costs["gguf-q4_0"] = VariantCost("gguf-q4_0", 1, slow)
+    run.costs["gguf-q8_0"].eager.steps_s = [3.0, 3.21, 3.5]
+    text = _card(PublishTarget.GGUF, ["gguf-q8_0", "gguf-q4_0"], reference=run)
+    assert "no file is clearly fastest" in text
+    assert "`gguf-q4_0` needs the least memory (1.90 GB)" in text
+    run.costs["gguf-q4_0"].eager.steps_s = [3.6, 3.7, 3.8]  # now every step is slower
+    text = _card(PublishTarget.GGUF, ["gguf-q8_0", "gguf-q4_0"], reference=run)
+    assert "the fastest per step is `gguf-q8_0` (3.21 s)" in text

@@ -1,0 +1,107 @@
+"""Reference costs of every variant: load time, peak RSS and seconds per UNet step (64x64
+latent, batch 1, CPU) on the full-size reference model, stored in engine/cost_table.json.
+
+Speed and memory depend on the architecture and the format, not on the weights' values, so this
+runs once per converter version: the cards of every published repo show these figures with the
+machine they were measured on (engine/cost_table.py). Steps: build the full-size random SD1.5
+LCM fp16 pipeline (VAE + CLIP, for the full checkpoints), `bot convert --variants all` (with
+validation, so the folder is also what `bot bench` reads), then each variant in a fresh process
+in its consumer (engine/cost_run.py), TorchAO also compiled. Takes tens of minutes on 2 cores.
+
+    python benchmarks/cost.py [--work DIR] [--steps 3] [--no-compile] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT, full_size_source, table
+
+
+def _converted(source: Path, out: Path) -> Path:
+    """`bot convert --variants all` into `out`, unless a complete manifest is already there."""
+    from engine.manifest import Manifest
+
+    if (out / "manifest.json").is_file() and Manifest.load(out).artifacts:
+        return out
+    cmd = [sys.executable, "-m", "bot.cli", "convert", str(source), "--variants", "all"]
+    subprocess.run([*cmd, "--out", str(out), "--publish", "none"], check=True, cwd=ROOT)
+    return out
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _gb(n: int | None) -> str:
+    return _fmt(n / 1e9 if n else None)
+
+
+def _rows(costs: list) -> list[dict]:
+    rows = []
+    for c in costs:
+        e, k = c.eager, c.compiled
+        rows.append(
+            {
+                "variant": c.variant,
+                "file_mb": f"{c.file_bytes / 1e6:.0f}",
+                "status": c.status if not c.not_measured else "not measured",
+                "load_s": _fmt(e.load_s if e else None, 1),
+                "peak_rss_gb": _gb(e.peak_rss_bytes if e else None),
+                "step_s": _fmt(e.step_s if e else None),
+                "compiled_step_s": _fmt(k.step_s if k else None),
+                "compile_s": _fmt(k.warmup_s if k else None, 0),
+                "compiled_peak_gb": _gb(k.peak_rss_bytes if k else None),
+                "load_avg": _fmt(e.load_average if e else None, 1),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    from engine import __version__
+    from engine.cost import settings
+    from engine.cost_run import machine_info, measure_folder
+    from engine.cost_table import ReferenceRun, save_run
+    from engine.manifest import Manifest
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, help="keep the fixture and outputs here")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="do not update the table")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="unetbot-cost-", dir=Path.cwd()))
+    work.mkdir(parents=True, exist_ok=True)
+    source = full_size_source(work, "sd15-lcm", with_pipeline=True)
+    out = _converted(source, work / "out")
+    manifest = Manifest.load(out)
+    names = [a.variant for a in manifest.artifacts]
+    started = time.perf_counter()
+
+    def progress(item: str, index: int, total: int) -> None:
+        print(f"[{time.perf_counter() - started:7.0f}s] {index}/{total} {item}", flush=True)
+
+    machine = machine_info()
+    costs = measure_folder(out, manifest, names, args.steps, not args.no_compile, progress)
+    run = ReferenceRun(__version__, machine, settings(args.steps), {c.variant: c for c in costs})
+    if not args.no_write:
+        print(f"wrote {save_run(run)}")
+    print(f"machine: {machine}")
+    print(f"settings: {run.settings}")
+    print(table(_rows(costs), list(_rows(costs)[0])))
+    for c in costs:
+        for m in c.measurements():
+            if not m.measured:
+                print(f"{c.variant} {m.mode}: {m.status}: {m.reason}")
+
+
+if __name__ == "__main__":
+    main()
