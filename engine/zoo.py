@@ -73,8 +73,32 @@ def _convert(reason: str, layout: RepoKind = RepoKind.PIPELINE, **kw) -> Expecte
     return Expected("convert", ExitCode.OK, reason, layout, **kw)
 
 
+# What the engine's classification reason says for each convertible kind.
+_REASONS = {
+    ModelKind.SD15: "SD1.5 UNet",
+    ModelKind.SD15_LCM: "LCM UNet",
+    ModelKind.SD15_INPAINT: "inpainting",
+}
+# A repo with fp32 main weights and an fp16 variant: MAIN reads main, HALF the variant.
+_FP16_TWIN = {"half_variant": "fp16", "fp16_twin": True}
+
+
+def _full_pipeline(kind: ModelKind, **kw) -> Expected:
+    """A convertible pipeline with a VAE and a text encoder (full checkpoints apply), saved by
+    today's transformers unless `text_encoder_layout` says otherwise: most of the zoo, so one
+    place states what they all expect."""
+    kw.setdefault("text_encoder_layout", "transformers-5")
+    return _convert(_REASONS[kind], kind=kind, full=True, **kw)
+
+
 def _refuse(reason: str, layout: RepoKind, code: ExitCode = ExitCode.UNSUPPORTED) -> Expected:
     return Expected("refuse", code, reason, layout)
+
+
+def _done(folder: Path, name: str, expected: Expected) -> ZooRepo:
+    """Every builder's last step: the repo's model card, then what it should be decided as."""
+    parts.write_card(folder, name)
+    return ZooRepo(name, folder, expected)
 
 
 # ------------------------------------------------------------------ convertible repos
@@ -83,11 +107,7 @@ def _refuse(reason: str, layout: RepoKind, code: ExitCode = ExitCode.UNSUPPORTED
 def sd15_current(folder: Path, seed: int = 0) -> ZooRepo:
     """A pipeline as diffusers 0.42 + transformers 5 save it today, fp16 single files."""
     parts.save_pipeline(parts.tiny_pipeline(seed), folder, "float16")
-    parts.write_card(folder, "sd15-current")
-    expected = _convert(
-        "SD1.5 UNet", kind=ModelKind.SD15, full=True, text_encoder_layout="transformers-5"
-    )
-    return ZooRepo("sd15-current", folder, expected)
+    return _done(folder, "sd15-current", _full_pipeline(ModelKind.SD15))
 
 
 def sd15_legacy(folder: Path, seed: int = 0) -> ZooRepo:
@@ -111,17 +131,10 @@ def sd15_legacy(folder: Path, seed: int = 0) -> ZooRepo:
         parts.add_pickle_twins(folder / component, twins)
     parts.add_pickle_twins(folder / "text_encoder", ["pytorch_model.bin"])
     root = parts.add_root_checkpoint(folder, "v1-5-pruned-emaonly.safetensors", extra_schedule=True)
-    parts.write_card(folder, "sd15-legacy")
-    expected = _convert(
-        "SD1.5 UNet",
-        kind=ModelKind.SD15,
-        full=True,
-        half_variant="fp16",
-        fp16_twin=True,
-        root_checkpoint=root,
-        text_encoder_layout="transformers-4",
+    expected = _full_pipeline(
+        ModelKind.SD15, **_FP16_TWIN, root_checkpoint=root, text_encoder_layout="transformers-4"
     )
-    return ZooRepo("sd15-legacy", folder, expected)
+    return _done(folder, "sd15-legacy", expected)
 
 
 def lcm_fp32_fp16(folder: Path, seed: int = 0) -> ZooRepo:
@@ -129,31 +142,14 @@ def lcm_fp32_fp16(folder: Path, seed: int = 0) -> ZooRepo:
     pipe = parts.tiny_pipeline(seed, "sd15-lcm")
     parts.save_pipeline(pipe, folder, "float32")
     parts.save_pipeline(pipe, folder, "float16", variant="fp16")
-    parts.write_card(folder, "lcm-fp32-fp16")
-    expected = _convert(
-        "LCM UNet",
-        kind=ModelKind.SD15_LCM,
-        full=True,
-        half_variant="fp16",
-        fp16_twin=True,
-        text_encoder_layout="transformers-5",
-    )
-    return ZooRepo("lcm-fp32-fp16", folder, expected)
+    return _done(folder, "lcm-fp32-fp16", _full_pipeline(ModelKind.SD15_LCM, **_FP16_TWIN))
 
 
 def fp16_variant_only(folder: Path, seed: int = 0) -> ZooRepo:
     """Only the fp16 variant files: both precisions read them."""
     parts.save_pipeline(parts.tiny_pipeline(seed), folder, "float16", variant="fp16")
-    parts.write_card(folder, "fp16-variant-only")
-    expected = _convert(
-        "SD1.5 UNet",
-        kind=ModelKind.SD15,
-        full=True,
-        main_variant="fp16",
-        half_variant="fp16",
-        text_encoder_layout="transformers-5",
-    )
-    return ZooRepo("fp16-variant-only", folder, expected)
+    expected = _full_pipeline(ModelKind.SD15, main_variant="fp16", half_variant="fp16")
+    return _done(folder, "fp16-variant-only", expected)
 
 
 def sharded(folder: Path, seed: int = 0) -> ZooRepo:
@@ -171,68 +167,39 @@ def sharded(folder: Path, seed: int = 0) -> ZooRepo:
     te.to(parts.torch_dtype("float16")).save_pretrained(
         folder / "text_encoder", max_shard_size="40KB", variant="fp16"
     )
-    parts.write_card(folder, "sharded")
-    expected = _convert(
-        "LCM UNet",
-        kind=ModelKind.SD15_LCM,
-        full=True,
-        half_variant="fp16",
-        fp16_twin=True,
-        text_encoder_layout="transformers-5",
-    )
-    return ZooRepo("sharded", folder, expected)
+    return _done(folder, "sharded", _full_pipeline(ModelKind.SD15_LCM, **_FP16_TWIN))
 
 
 def bf16(folder: Path, seed: int = 0) -> ZooRepo:
     parts.save_pipeline(parts.tiny_pipeline(seed), folder, "bfloat16")
-    parts.write_card(folder, "bf16")
-    expected = _convert(
-        "SD1.5 UNet", kind=ModelKind.SD15, full=True, text_encoder_layout="transformers-5"
-    )
-    return ZooRepo("bf16", folder, expected)
+    return _done(folder, "bf16", _full_pipeline(ModelKind.SD15))
 
 
 def bare_unet(folder: Path, seed: int = 0) -> ZooRepo:
     """An LCM UNet saved on its own: config.json and weights at the repo root."""
     unet = parts.tiny_unet(seed, "sd15-lcm").to(parts.torch_dtype("float16"))
     unet.save_pretrained(folder, safe_serialization=True)
-    parts.write_card(folder, "bare-unet")
     expected = _convert("LCM UNet", RepoKind.BARE_UNET, kind=ModelKind.SD15_LCM)
-    return ZooRepo("bare-unet", folder, expected)
+    return _done(folder, "bare-unet", expected)
 
 
 def inpainting(folder: Path, seed: int = 0) -> ZooRepo:
     parts.save_pipeline(parts.tiny_pipeline(seed, "sd15-inpaint"), folder, "float16")
-    parts.write_card(folder, "inpainting")
-    expected = _convert(
-        "inpainting", kind=ModelKind.SD15_INPAINT, full=True, text_encoder_layout="transformers-5"
-    )
-    return ZooRepo("inpainting", folder, expected)
+    return _done(folder, "inpainting", _full_pipeline(ModelKind.SD15_INPAINT))
 
 
 def clip_projection(folder: Path, seed: int = 0) -> ZooRepo:
     """A text encoder saved as CLIPTextModelWithProjection (it has `text_projection.weight`)."""
     parts.save_pipeline(parts.tiny_pipeline(seed, with_projection=True), folder, "float16")
-    parts.write_card(folder, "clip-projection")
-    expected = _convert(
-        "SD1.5 UNet", kind=ModelKind.SD15, full=True, text_encoder_layout="transformers-5"
-    )
-    return ZooRepo("clip-projection", folder, expected)
+    return _done(folder, "clip-projection", _full_pipeline(ModelKind.SD15))
 
 
 def lcm_root_checkpoint(folder: Path, seed: int = 0) -> ZooRepo:
     """LCM_Dreamshaper_v7's shape: a pipeline plus a full original checkpoint at the root."""
     parts.save_pipeline(parts.tiny_pipeline(seed, "sd15-lcm"), folder, "float16")
     root = parts.add_root_checkpoint(folder, "LCM_Dreamshaper_v7_4k.safetensors")
-    parts.write_card(folder, "lcm-root-checkpoint")
-    expected = _convert(
-        "LCM UNet",
-        kind=ModelKind.SD15_LCM,
-        full=True,
-        root_checkpoint=root,
-        text_encoder_layout="transformers-5",
-    )
-    return ZooRepo("lcm-root-checkpoint", folder, expected)
+    expected = _full_pipeline(ModelKind.SD15_LCM, root_checkpoint=root)
+    return _done(folder, "lcm-root-checkpoint", expected)
 
 
 # ------------------------------------------------------------------ refused repos
@@ -253,8 +220,7 @@ def lcm_lora(folder: Path, seed: int = 0) -> ZooRepo:
             layers[f"{name}.lora_A.weight"] = torch.randn(4, 32, dtype=torch.float16)
             layers[f"{name}.lora_B.weight"] = torch.zeros(32, 4, dtype=torch.float16)
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers)
-    parts.write_card(folder, "lcm-lora")
-    return ZooRepo("lcm-lora", folder, _refuse("LoRA/adapter", RepoKind.ADAPTER))
+    return _done(folder, "lcm-lora", _refuse("LoRA/adapter", RepoKind.ADAPTER))
 
 
 def peft_adapter(folder: Path, seed: int = 0) -> ZooRepo:
@@ -279,8 +245,7 @@ def peft_adapter(folder: Path, seed: int = 0) -> ZooRepo:
         {f"{name}.lora_A.weight": torch.randn(4, 32), f"{name}.lora_B.weight": torch.zeros(32, 4)},
         str(folder / "adapter_model.safetensors"),
     )
-    parts.write_card(folder, "peft-adapter")
-    return ZooRepo("peft-adapter", folder, _refuse("LoRA/adapter", RepoKind.ADAPTER))
+    return _done(folder, "peft-adapter", _refuse("LoRA/adapter", RepoKind.ADAPTER))
 
 
 def controlnet(folder: Path, seed: int = 0) -> ZooRepo:
@@ -289,14 +254,12 @@ def controlnet(folder: Path, seed: int = 0) -> ZooRepo:
     ControlNetModel.from_unet(parts.tiny_unet(seed)).save_pretrained(
         folder, safe_serialization=True
     )
-    parts.write_card(folder, "controlnet")
-    return ZooRepo("controlnet", folder, _refuse("ControlNet", RepoKind.CONTROLNET))
+    return _done(folder, "controlnet", _refuse("ControlNet", RepoKind.CONTROLNET))
 
 
 def vae_only(folder: Path, seed: int = 0) -> ZooRepo:
     parts.tiny_vae(seed).save_pretrained(folder, safe_serialization=True)
-    parts.write_card(folder, "vae-only")
-    return ZooRepo("vae-only", folder, _refuse("a VAE", RepoKind.OTHER_MODEL))
+    return _done(folder, "vae-only", _refuse("a VAE", RepoKind.OTHER_MODEL))
 
 
 def sdxl(folder: Path, seed: int = 0) -> ZooRepo:
@@ -311,17 +274,14 @@ def sdxl(folder: Path, seed: int = 0) -> ZooRepo:
             }
         )
     )
-    parts.write_card(folder, "sdxl")
-    return ZooRepo("sdxl", folder, _refuse("SDXL", RepoKind.PIPELINE))
+    return _done(folder, "sdxl", _refuse("SDXL", RepoKind.PIPELINE))
 
 
 def pickle_only(folder: Path, seed: int = 0) -> ZooRepo:
     """UNet weights only as a pickle (`.bin`): refused from the file name, never opened."""
     unet = parts.tiny_unet(seed)
     unet.save_pretrained(folder / "unet", safe_serialization=False)
-    parts.write_card(folder, "pickle-only")
-    expected = _refuse("pickle", RepoKind.PIPELINE, ExitCode.BAD_INPUT)
-    return ZooRepo("pickle-only", folder, expected)
+    return _done(folder, "pickle-only", _refuse("pickle", RepoKind.PIPELINE, ExitCode.BAD_INPUT))
 
 
 Builder = Callable[[Path, int], ZooRepo]
