@@ -130,25 +130,10 @@ class RepoStore:
         downloads: int = 0,
         likes: int = 0,
     ) -> RepoMeta:
-        check_repo_id(repo_id)
-        with self.lock(repo_type, repo_id):
-            if (repo_type, repo_id) in self._index:
-                raise Conflict(f"You already created this {repo_type} repo: {repo_id}")
-            meta = RepoMeta(repo_type, repo_id, private=private, gated=gated, created_at=now_iso())
-            meta.downloads, meta.likes = downloads, likes
-            self._apply_counts(meta)
-            first = self._initial_commit(repo_type, repo_id, author)
-            self._write_ref(repo_type, repo_id, MAIN_REF, first.id)
-            self._index[(repo_type, repo_id)] = meta
-            self._refresh_summary(meta, first.id)
-            return meta
-
-    def _initial_commit(self, repo_type: str, repo_id: str, author: str) -> Commit:
-        """The commit every new repo starts with: the Hub's default .gitattributes."""
-        entry = self.objects.put_regular(lfs_policy.DEFAULT_GITATTRIBUTES.encode())
-        first = Commit.create([], {".gitattributes": entry}, "initial commit", "", author)
-        self._write_commit(repo_type, repo_id, first)
-        return first
+        meta, _ = self._create(
+            repo_type, repo_id, None, "", author, private, gated, downloads, likes
+        )
+        return meta
 
     def create_with_commit(
         self,
@@ -165,6 +150,25 @@ class RepoStore:
     ) -> Commit:
         """`create` followed by `commit` of `ops` on main, with main's ref and the summary
         written once, for the second commit only (bulk seeding: the same two commits)."""
+        _, new = self._create(
+            repo_type, repo_id, ops, title, author, private, gated, downloads, likes
+        )
+        return new
+
+    def _create(
+        self,
+        repo_type: str,
+        repo_id: str,
+        ops: list[Operation] | None,
+        title: str,
+        author: str,
+        private: bool,
+        gated: str | bool,
+        downloads: int,
+        likes: int,
+    ) -> tuple[RepoMeta, Commit]:
+        """(meta, main's head) of a new repo: the initial commit (default .gitattributes), then
+        with `ops` (even empty) a commit `title` of them; ref and summary written once, for it."""
         check_repo_id(repo_id)
         with self.lock(repo_type, repo_id):
             if (repo_type, repo_id) in self._index:
@@ -172,14 +176,16 @@ class RepoStore:
             meta = RepoMeta(repo_type, repo_id, private=private, gated=gated, created_at=now_iso())
             meta.downloads, meta.likes = downloads, likes
             self._apply_counts(meta)
-            first = self._initial_commit(repo_type, repo_id, author)
-            files = self._apply(first.files, ops)
-            new = Commit.create([first.id], files, title, "", author)
-            self._write_commit(repo_type, repo_id, new)
-            self._write_ref(repo_type, repo_id, MAIN_REF, new.id)
+            entry = self.objects.put_regular(lfs_policy.DEFAULT_GITATTRIBUTES.encode())
+            head = Commit.create([], {".gitattributes": entry}, "initial commit", "", author)
+            self._write_commit(repo_type, repo_id, head)
+            if ops is not None:
+                head = Commit.create([head.id], self._apply(head.files, ops), title, "", author)
+                self._write_commit(repo_type, repo_id, head)
+            self._write_ref(repo_type, repo_id, MAIN_REF, head.id)
             self._index[(repo_type, repo_id)] = meta
-            self._refresh_summary(meta, new.id)
-            return new
+            self._refresh_summary(meta, head.id)
+            return meta, head
 
     def delete(self, repo_type: str, repo_id: str) -> None:
         with self.lock(repo_type, repo_id):
