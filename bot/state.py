@@ -125,6 +125,12 @@ def published_state(hub: Hub, repo_id: str) -> Published | None:
         info = hub.call(f"model_info {repo_id}", hub.api.model_info, repo_id)
     except HubNotFound:
         return None
+    return published_from(info)
+
+
+def published_from(info) -> Published:
+    """What a repo's card records, from a `model_info` answer or a list page entry with
+    `cardData` (bot/target_check.py): one reading, so both sources judge a repo alike."""
     card = info.card_data.to_dict() if info.card_data is not None else {}
     meta = card.get("unetbot") if isinstance(card.get("unetbot"), dict) else {}
     left_out = meta.get("left_out")

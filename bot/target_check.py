@@ -20,7 +20,14 @@ from bot.fingerprint import fingerprint_of
 from bot.hubclient import Hub
 from bot.ledger import Outcome, TargetRecord, now
 from bot.scan import Candidate, model_info
-from bot.state import Published, Target, bot_prs, check_owned, close_superseded_prs
+from bot.state import (
+    Published,
+    Target,
+    bot_prs,
+    check_owned,
+    close_superseded_prs,
+    published_from,
+)
 from engine import __version__
 from engine.errors import HubNotFound
 
@@ -44,7 +51,7 @@ class HubTargets:
                     self.hub.api.list_models(author=self.namespace, expand=["sha", "cardData"])
                 ),
             )
-            self._repos = {info.id: _published(info) for info in infos}
+            self._repos = {info.id: published_from(info) for info in infos}
         return self._repos
 
     def fingerprint_at(self, repo_id: str, revision: str) -> str:
@@ -98,18 +105,3 @@ class HubTargets:
     @staticmethod
     def _record(status: Outcome, revision: str, fingerprint: str, url: str = "") -> TargetRecord:
         return TargetRecord(status, revision, fingerprint, __version__, now(), url)
-
-
-def _published(info) -> Published:
-    """What a listed repo's card records: the fields bot/state.py `published_state` reads
-    from `model_info`, here from a list page with `cardData`."""
-    card = info.card_data.to_dict() if info.card_data is not None else {}
-    meta = card.get("unetbot") if isinstance(card.get("unetbot"), dict) else {}
-    left_out = meta.get("left_out")
-    return Published(
-        str(meta.get("source_repo", "")),
-        str(meta.get("source_revision", "")),
-        info.sha or "",
-        str(meta.get("version", "")),
-        tuple(left_out) if isinstance(left_out, dict) else (),
-    )
