@@ -17,11 +17,13 @@ from urllib.parse import quote, urlsplit
 import jinja2
 import yaml
 
+from bot.comfy_card import comfy_rows
 from bot.pick_card import what_to_pick
 from engine import __version__
 from engine.classify import ModelKind
 from engine.cost_table import ReferenceRun, reference_run
 from engine.errors import BadInput
+from engine.gguf_layout import GGUFLayout
 from engine.keymap import LCM_COND_PROJ_ORIGINAL
 from engine.manifest import Artifact, Manifest
 from engine.variants import VARIANTS, Family, PublishTarget
@@ -227,7 +229,9 @@ def render_repo_card(
 
     lcm = ctx.is_lcm
     ggufs = [a for a in artifacts if _family(a) is Family.GGUF]
-    unet_gguf = [a for a in ggufs if not _is_full(a)]
+    # The snippets and the every-consumer tables read only files every consumer loads.
+    comfy_only = [a for a in ggufs if VARIANTS[a.variant].gguf_layout is GGUFLayout.COMFYUI_GGUF]
+    unet_gguf = [a for a in ggufs if not _is_full(a) and a not in comfy_only]
     full_gguf = [a for a in ggufs if _is_full(a)]
     # The example loads the most accurate quantized UNet GGUF (Q8_0 when there).
     preferred = next((a for a in unet_gguf if VARIANTS[a.variant].gguf_type == "Q8_0"), None)
@@ -260,7 +264,8 @@ def render_repo_card(
             else "float16",
             unet_example=(preferred or (unet_gguf[0] if unet_gguf else artifacts[0])).path,
             full_example=full_gguf[0].path if full_gguf else "",
-            gguf_tables=_gguf_tables(unet_gguf + full_gguf),
+            gguf_tables=_gguf_tables(unet_gguf + full_gguf + comfy_only),
+            comfy=comfy_rows(artifacts, manifest.source),
             validation=validation_rows(artifacts),
             grid=manifest.grid,
             timesteps=", ".join(str(t) for t in TIMESTEPS),

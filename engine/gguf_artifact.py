@@ -14,7 +14,10 @@ from engine.safetensors_io import OutputTensor, read_tensor_array
 from engine.source import Source
 
 
-def _gguf_source(t: OutputTensor) -> GGUFSource:
+def gguf_source(t: OutputTensor) -> GGUFSource:
+    """The writer's source for one original-format tensor: loaded when its turn comes, or
+    copied in the kernel when stored in its own dtype."""
+
     def load():
         return read_tensor_array(t.source, t.spec).reshape(t.shape)
 
@@ -28,6 +31,9 @@ def _stored_tensors(gguf_path: Path) -> dict[str, tuple[str, int]]:
 
     reader = gguf.GGUFReader(str(gguf_path))
     return {t.name: (t.tensor_type.name, int(t.data_offset)) for t in reader.tensors}
+
+
+_gguf_source = gguf_source  # the name write_gguf_artifact looks up (tests replace it)
 
 
 @dataclass(frozen=True)

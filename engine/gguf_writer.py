@@ -115,11 +115,17 @@ class _RawCopy:
 
 @dataclass(frozen=True)
 class TensorChoice:
-    """The GGML type a tensor is stored as, and why."""
+    """The GGML type a tensor is stored as, and why; `shape`: the stored shape when it is not
+    the natural one (ComfyUI-GGUF's 256-wide rows, engine.comfy_gguf), same values in order."""
 
     name: str
     ggml_type: str
     reason: str
+    shape: tuple[int, ...] | None = None
+
+
+# (name, natural shape, source dtype, target) -> how the tensor is stored
+Policy = Callable[[str, tuple[int, ...], str, str], TensorChoice]
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ class GGUFReport:
     sha256: str  # of the whole file, computed while writing it (engine.output_hash)
 
 
-def _kept_type(shape: tuple[int, ...], source_dtype: str) -> str:
+def kept_type(shape: tuple[int, ...], source_dtype: str) -> str:
     """F16, or F32 for small F32/BF16 tensors (lossless and as ComfyUI-GGUF's tools do)."""
     if source_dtype != "F16" and (len(shape) <= 1 or math.prod(shape) <= SMALL_TENSOR_THRESHOLD):
         return "F32"
@@ -171,7 +177,7 @@ def choose_type(name: str, shape: tuple[int, ...], source_dtype: str, target: st
         raise ValueError(f"{name}: unknown source dtype {source_dtype!r}")
     qtype = TARGETS[target][0]
     block_size = GGML_QUANT_SIZES[qtype][0]
-    kept = _kept_type(tuple(shape), source_dtype)
+    kept = kept_type(tuple(shape), source_dtype)
     reason = _keep_reason(name, tuple(shape), block_size)
     if reason is not None:
         return TensorChoice(name, kept, reason)
@@ -195,6 +201,8 @@ def _prepare(source: GGUFSource, choice: TensorChoice) -> np.ndarray | _RawCopy:
             f"{source.name}: load() returned shape {tuple(values.shape)}, "
             f"expected {tuple(source.shape)}"
         )
+    if choice.shape is not None:
+        values = values.reshape(choice.shape)
     if choice.ggml_type == "F16":
         if values.dtype == np.float16:
             return np.ascontiguousarray(values)
@@ -211,7 +219,10 @@ def _prepare(source: GGUFSource, choice: TensorChoice) -> np.ndarray | _RawCopy:
     return quantize(values, GGMLQuantizationType[choice.ggml_type], name=source.name)
 
 
-def _add_metadata(writer: gguf.GGUFWriter, metadata: Mapping[str, str | int]) -> None:
+Metadata = Mapping[str, str | int | tuple[int, ...]]
+
+
+def _add_metadata(writer: gguf.GGUFWriter, metadata: Metadata) -> None:
     for key, value in metadata.items():
         if key in _RESERVED_KEYS:
             raise ValueError(f"metadata key {key!r} is set by the writer itself")
@@ -225,20 +236,30 @@ def _add_metadata(writer: gguf.GGUFWriter, metadata: Mapping[str, str | int]) ->
         elif isinstance(value, str):
             # add_string would silently drop an empty value
             writer.add_key_value(key, value, gguf.GGUFValueType.STRING)
+        elif isinstance(value, tuple) and value and all(type(v) is int for v in value):
+            # INT32 arrays: what ComfyUI-GGUF's loader.py get_orig_shape requires
+            int32 = gguf.GGUFValueType.INT32
+            writer.add_key_value(key, list(value), gguf.GGUFValueType.ARRAY, sub_type=int32)
         else:
-            raise TypeError(f"metadata {key!r}: only str and int values, got {type(value)}")
+            raise TypeError(f"metadata {key!r}: str, int or int tuple values, got {type(value)}")
 
 
 def write_gguf(
-    path: Path, sources: Sequence[GGUFSource], target: str, metadata: Mapping[str, str | int]
+    path: Path,
+    sources: Sequence[GGUFSource],
+    target: str,
+    metadata: Metadata,
+    policy: Policy = choose_type,
 ) -> GGUFReport:
-    """Write `sources` to `path` as a `target` GGUF; nothing is left at `path` on failure."""
+    """Write `sources` to `path` as a `target` GGUF; nothing is left at `path` on failure.
+
+    `policy` stores each tensor: `choose_type` (the layout every consumer loads) by default."""
     path = Path(path)
     sources = list(sources)
     if target not in TARGETS:
         raise ValueError(f"unknown GGUF target {target!r}; expected one of {sorted(TARGETS)}")
     file_type = TARGETS[target][1]
-    choices = [choose_type(s.name, tuple(s.shape), s.dtype, target) for s in sources]
+    choices = [policy(s.name, tuple(s.shape), s.dtype, target) for s in sources]
 
     stamps = SourceStamps.of(s.raw_at[0] for s in sources if s.raw_at is not None)
     with OutputHash() as digest:
@@ -292,7 +313,7 @@ def write_gguf(
 def _add_tensor_info(writer: gguf.GGUFWriter, source: GGUFSource, choice: TensorChoice) -> None:
     """Declare one tensor (name, natural shape, stored type, byte size) in the header."""
     qtype = GGMLQuantizationType[choice.ggml_type]
-    shape = tuple(int(d) for d in source.shape)
+    shape = tuple(int(d) for d in (choice.shape or source.shape))
     nbytes = _nbytes(shape, choice.ggml_type)
     if qtype in (GGMLQuantizationType.F16, GGMLQuantizationType.F32):
         dtype = np.dtype(np.float16 if qtype == GGMLQuantizationType.F16 else np.float32)

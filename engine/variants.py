@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.diffusers_quant import SCHEMES, QuantScheme
 from engine.errors import BadInput
+from engine.gguf_layout import COMFY_GGUF_SIZE, COMFY_GGUF_TYPES, COMFY_THRESHOLDS, GGUFLayout
 from engine.layout import Precision
 from engine.original import Provenance, original_metadata, original_tensors
 from engine.safetensors_io import write_safetensors
@@ -114,6 +115,8 @@ class Variant:
     # Only when the source has both main weights and an fp16 variant: the PR's second file,
     # mirroring the fp16 variant as the first mirrors the main weights.
     fp16_twin: bool = False
+    # GGUF variants: the tensor layout (ALL_CONSUMERS unless ComfyUI-GGUF alone loads it)
+    gguf_layout: GGUFLayout = GGUFLayout.ALL_CONSUMERS
 
     @property
     def needs_full_pipeline(self) -> bool:
@@ -162,12 +165,25 @@ def _write_gguf(
         (
             w
             for name, w in earlier.items()
-            if VARIANTS[name].gguf_type == qtype and not VARIANTS[name].full_checkpoint
+            if VARIANTS[name].gguf_type == qtype
+            and not VARIANTS[name].full_checkpoint
+            and VARIANTS[name].gguf_layout is GGUFLayout.ALL_CONSUMERS
         ),
         None,
     )
     reuse = unet_gguf.main if full and unet_gguf is not None else None
     written = write_gguf_artifact(source, path, qtype, full, provenance, reuse)
+    return Written(path, [path], written.details, {path: written.sha256})
+
+
+def _write_comfy_gguf(
+    variant: Variant, source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier
+) -> Written:
+    from engine.comfy_gguf import write_comfy_gguf
+
+    assert variant.gguf_type is not None
+    path = out_dir / f"{stem}-comfy-{variant.gguf_type}.gguf"
+    written = write_comfy_gguf(source, path, variant.gguf_type, provenance)
     return Written(path, [path], written.details, {path: written.sha256})
 
 
@@ -205,6 +221,12 @@ def _validate_gguf(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
     from engine.validation.gguf_file import validate_gguf
 
     return validate_gguf(variant, artifact, ctx)
+
+
+def _validate_comfy_gguf(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+    from engine.validation.comfy_gguf import validate_comfy_gguf
+
+    return validate_comfy_gguf(variant, artifact, ctx)
 
 
 def _validate_diffusers_quant(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
@@ -293,6 +315,24 @@ def _registry() -> dict[str, Variant]:
                     threshold=THRESHOLDS[qtype],
                 )
             )
+    comfy = [
+        Variant(
+            f"comfy-gguf-{qtype.lower()}",
+            f"GGUF {qtype} (ComfyUI-GGUF layout)",
+            ("ComfyUI-GGUF",),
+            f"UNet GGUF for ComfyUI-GGUF only: Linear and conv weights {qtype} in ComfyUI-GGUF's "
+            "own row layout, the rest F16",
+            COMFY_GGUF_SIZE[qtype],
+            Family.GGUF,
+            PublishTarget.GGUF,
+            _write_comfy_gguf,
+            _validate_comfy_gguf,
+            gguf_type=qtype,
+            threshold=COMFY_THRESHOLDS[qtype],
+            gguf_layout=GGUFLayout.COMFYUI_GGUF,
+        )
+        for qtype in COMFY_GGUF_TYPES
+    ]
     quants = [
         Variant(
             name,
@@ -312,9 +352,9 @@ def _registry() -> dict[str, Variant]:
         for label, weights, target in [_DIFFUSERS_QUANT[name]]
     ]
     # Order: originals, UNet-only GGUFs, full GGUFs (a full GGUF reuses the UNet-only GGUF of its
-    # type when both run), diffusers folders.
+    # type when both run), ComfyUI-GGUF-only GGUFs, diffusers folders.
     ordered = originals + [v for v in ggufs if not v.full_checkpoint]
-    ordered += [v for v in ggufs if v.full_checkpoint] + quants
+    ordered += [v for v in ggufs if v.full_checkpoint] + comfy + quants
     return {v.name: v for v in ordered}
 
 

@@ -30,6 +30,7 @@ from engine.validation.gguf_tensors import (
     gguf_fields,
     model_from_values,
     natural_shapes,
+    open_reader,
     same_unet,
 )
 from engine.validation.original import EXACT
@@ -50,17 +51,13 @@ CHECK_RULES = "consumer rules: ComfyUI-GGUF, stable-diffusion.cpp, diffusers"
 
 
 def validate_gguf(variant: Variant, artifact: Artifact, ctx: Context) -> ValidationResult:
-    import gguf
-
     qtype, full, threshold = variant.gguf_type, variant.full_checkpoint, variant.threshold
     assert qtype is not None and threshold is not None
     path = ctx.out_dir / artifact.path
     exact = exact_copy(variant, ctx.source)
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except (ValueError, OSError, KeyError, IndexError) as exc:  # gguf-py's reshape/mmap errors
-        reason = f"{path.name}: gguf.GGUFReader cannot read it (truncated or malformed: {exc})"
-        return ValidationResult.from_problems([reason], {}, [CHECK_READ])
+    reader, unreadable = open_reader(path)
+    if reader is None:
+        return ValidationResult.from_problems([unreadable], {}, [CHECK_READ])
     fields = gguf_fields(reader)
     expected = original_tensors(ctx.source, full)
     problems = check_gguf(fields, natural_shapes(reader), {t.name: t.shape for t in expected}, full)

@@ -33,6 +33,17 @@ class TensorComparison:
     unet: dict[str, Any] = field(default_factory=dict)
 
 
+def open_reader(path: Path) -> tuple[Any, str]:
+    """(gguf.GGUFReader over `path`, "") or (None, the reason it cannot be read): a truncated
+    or malformed file is a failed validation, never a crash."""
+    import gguf
+
+    try:
+        return gguf.GGUFReader(str(path)), ""
+    except (ValueError, OSError, KeyError, IndexError) as exc:  # gguf-py's reshape/mmap errors
+        return None, f"{path.name}: gguf.GGUFReader cannot read it (truncated or malformed: {exc})"
+
+
 def gguf_fields(reader: Any) -> dict[str, object]:
     fields = {}
     for name, fld in reader.fields.items():
