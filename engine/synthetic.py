@@ -152,6 +152,25 @@ def unet_config(kind: Kind = "sd15", size: Size = "tiny", layers_per_block: int 
     return config
 
 
+def vae_config(size: Size = "tiny") -> dict:
+    """An AutoencoderKL config.json of SD1.5's VAE, or of its tiny stand-in (a fresh copy)."""
+    return json.loads(json.dumps(_SD15_VAE if size == "full" else _TINY_VAE))
+
+
+def clip_config(size: Size = "tiny") -> dict:
+    """A CLIPTextModel config.json of SD1.5's text encoder, or of its tiny stand-in (a copy)."""
+    return json.loads(json.dumps(_SD15_CLIP if size == "full" else _TINY_CLIP))
+
+
+def clip_text_config(config: dict):
+    """transformers' CLIPTextConfig for a text encoder's config.json (the keys that describe
+    the file, not the model, left out)."""
+    from transformers import CLIPTextConfig
+
+    fields = {k: v for k, v in config.items() if k not in ("architectures", "torch_dtype")}
+    return CLIPTextConfig(**fields)
+
+
 def _is_norm(name: str) -> bool:
     return "norm" in name or "ln_" in name or "layer_norm" in name
 
@@ -242,10 +261,9 @@ def vae_shapes(config: dict) -> dict[str, tuple[int, ...]]:
 
 
 def clip_shapes(config: dict) -> dict[str, tuple[int, ...]]:
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
-    fields = {k: v for k, v in config.items() if k not in ("architectures", "torch_dtype")}
-    shapes = _meta_shapes(lambda: CLIPTextModel(CLIPTextConfig(**fields)))
+    shapes = _meta_shapes(lambda: CLIPTextModel(clip_text_config(config)))
     shapes.pop("text_model.embeddings.position_ids", None)
     # transformers 5 drops the `text_model.` level in memory; files on the Hub (and what
     # transformers itself saves) carry it, so the synthetic files do too.
@@ -313,21 +331,21 @@ def write_pipeline_folder(
     (folder / "scheduler").mkdir(exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
     if with_vae_and_text_encoder:
-        vae_config = json.loads(json.dumps(_SD15_VAE if size == "full" else _TINY_VAE))
+        vae = vae_config(size)
         _save(
             folder / "vae",
-            vae_config,
+            vae,
             "config.json",
             "diffusion_pytorch_model.safetensors",
-            _random_tensors(vae_shapes(vae_config), seed + 1, dtype, statistics),
+            _random_tensors(vae_shapes(vae), seed + 1, dtype, statistics),
         )
-        clip_config = dict(_SD15_CLIP if size == "full" else _TINY_CLIP)
+        clip = clip_config(size)
         _save(
             folder / "text_encoder",
-            clip_config,
+            clip,
             "config.json",
             "model.safetensors",
-            _random_tensors(clip_shapes(clip_config), seed + 2, dtype, statistics),
+            _random_tensors(clip_shapes(clip), seed + 2, dtype, statistics),
         )
         index["vae"] = ["diffusers", "AutoencoderKL"]
         index["text_encoder"] = ["transformers", "CLIPTextModel"]

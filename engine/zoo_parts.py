@@ -8,26 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TINY_CLIP = {
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_attention_heads": 4,
-    "num_hidden_layers": 2,
-    "vocab_size": 1000,
-    "projection_dim": 32,
-    "max_position_embeddings": 77,
-    "bos_token_id": 0,
-    "eos_token_id": 1,
-    "pad_token_id": 1,
-}
-TINY_VAE = {
-    "block_out_channels": [32, 64],
-    "down_block_types": ["DownEncoderBlock2D"] * 2,
-    "up_block_types": ["UpDecoderBlock2D"] * 2,
-    "latent_channels": 4,
-    "layers_per_block": 1,
-    "sample_size": 32,
-}
+# The zoo's tokenizer (`tiny_tokenizer`) ends a text with id 1.
+EOS_TOKEN_ID = 1
 LICENCE = "CreativeML Open RAIL-M (zoo copy)\n"
 
 
@@ -46,20 +28,26 @@ def tiny_unet(seed: int, kind: str = "sd15", **overrides):
 
 
 def tiny_vae(seed: int):
+    """A VAE of engine.synthetic's tiny size."""
     import torch
     from diffusers import AutoencoderKL
 
+    from engine.synthetic import vae_config
+
     torch.manual_seed(seed + 1)
-    return AutoencoderKL(**TINY_VAE)
+    return AutoencoderKL.from_config(vae_config("tiny"))
 
 
 def tiny_text_encoder(seed: int, with_projection: bool = False):
+    """A text encoder of engine.synthetic's tiny size, ending texts as the zoo's tokenizer."""
     import torch
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from engine.synthetic import clip_config, clip_text_config
 
     torch.manual_seed(seed + 2)
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
-    return cls(CLIPTextConfig(**TINY_CLIP))
+    return cls(clip_text_config({**clip_config("tiny"), "eos_token_id": EOS_TOKEN_ID}))
 
 
 def tiny_tokenizer():
