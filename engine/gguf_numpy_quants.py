@@ -137,6 +137,23 @@ def _high_bits(q: np.ndarray, n_blocks: int) -> np.ndarray:
     return bits.astype(np.uint8).reshape(n_blocks, 4)
 
 
+def _store_levels(
+    out: np.ndarray, scales: tuple[np.ndarray, ...], q: np.ndarray, five_bit: bool
+) -> None:
+    """The block layout Q4_0, Q4_1, Q5_0 and Q5_1 share (ggml's block_q4_0 ... block_q5_1):
+    fp16 `scales` (d, then m for the affine types), for 5-bit levels the 32 high bits, then the
+    low nibbles, levels j and j+16 in byte j. Called once per chunk of blocks, so one function
+    for the four types costs nothing measurable."""
+    nb, at = out.shape[0], 0
+    for values in scales:
+        _put16(out, at, values)
+        at += 2
+    if five_bit:
+        out[:, at : at + 4] = _high_bits(q, nb)
+        at += 4
+    out[:, at:] = _nibbles(q, nb, mask_low=five_bit)
+
+
 def _clip(q: np.ndarray, top: int) -> None:
     """`q.clip(0, top)` in place for uint8 levels, top = 2**k - 1.
 
@@ -266,10 +283,8 @@ class Q4_0(Quant, qtype=GGMLQuantizationType.Q4_0):
 
     @classmethod
     def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, q = cls._levels_symmetric(x, nb, limit, s, 8)
-        _put16(out, 0, d)
-        out[:, 2:] = _nibbles(q, nb, mask_low=False)
+        d, q = cls._levels_symmetric(x, out.shape[0], limit, s, 8)
+        _store_levels(out, (d,), q, five_bit=False)
 
 
 class Q4_1(Quant, qtype=GGMLQuantizationType.Q4_1):
@@ -277,11 +292,8 @@ class Q4_1(Quant, qtype=GGMLQuantizationType.Q4_1):
 
     @classmethod
     def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, m, q = cls._levels_affine(x, nb, limit, s, 15)
-        _put16(out, 0, d)
-        _put16(out, 2, m)
-        out[:, 4:] = _nibbles(q, nb, mask_low=False)
+        d, m, q = cls._levels_affine(x, out.shape[0], limit, s, 15)
+        _store_levels(out, (d, m), q, five_bit=False)
 
 
 class Q5_0(Quant, qtype=GGMLQuantizationType.Q5_0):
@@ -289,11 +301,8 @@ class Q5_0(Quant, qtype=GGMLQuantizationType.Q5_0):
 
     @classmethod
     def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, q = cls._levels_symmetric(x, nb, limit, s, 16)
-        _put16(out, 0, d)
-        out[:, 2:6] = _high_bits(q, nb)
-        out[:, 6:] = _nibbles(q, nb, mask_low=True)
+        d, q = cls._levels_symmetric(x, out.shape[0], limit, s, 16)
+        _store_levels(out, (d,), q, five_bit=True)
 
 
 class Q5_1(Quant, qtype=GGMLQuantizationType.Q5_1):
@@ -301,12 +310,8 @@ class Q5_1(Quant, qtype=GGMLQuantizationType.Q5_1):
 
     @classmethod
     def quantize_blocks(cls, x: np.ndarray, out: np.ndarray, limit: np.float32, s: _Chunk) -> None:
-        nb = out.shape[0]
-        d, m, q = cls._levels_affine(x, nb, limit, s, 31)
-        _put16(out, 0, d)
-        _put16(out, 2, m)
-        out[:, 4:8] = _high_bits(q, nb)
-        out[:, 8:] = _nibbles(q, nb, mask_low=True)
+        d, m, q = cls._levels_affine(x, out.shape[0], limit, s, 31)
+        _store_levels(out, (d, m), q, five_bit=True)
 
 
 def quantize_range(
