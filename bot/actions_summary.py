@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from engine.errors import ExitCode
@@ -46,6 +46,17 @@ def _load(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _readable(paths: Iterable[Path], lines: list[str], unreadable: str) -> Iterator[dict]:
+    """Each file's JSON object; for a file that cannot be read, `unreadable` (a format string
+    taking the path) goes to `lines` in its place, so the summary still names it."""
+    for path in paths:
+        data = _load(path)
+        if data is None:
+            lines.append(unreadable.format(_cell(path)))
+        else:
+            yield data
+
+
 def collect(dirs: Iterable[Path]) -> tuple[list[Path], list[Path], list[Path]]:
     """(manifests, results, plans) found under the given folders; missing folders are skipped."""
     found: dict[str, list[Path]] = {MANIFEST_NAME: [], RESULT_NAME: [], PLAN_NAME: []}
@@ -65,12 +76,8 @@ def summary_markdown(
 ) -> str:
     """The job summary: one table row per artifact, then one line per publish, skip, failure."""
     lines = ["## unetbot run", ""]
-    rows = []
-    for path in manifest_paths:
-        manifest = _load(path)
-        if manifest is None:
-            rows.append(f"| `{_cell(path)}` | | | | unreadable manifest |")
-            continue
+    rows: list[str] = []
+    for manifest in _readable(manifest_paths, rows, "| `{}` | | | | unreadable manifest |"):
         source = manifest.get("source") or {}
         repo = source.get("repo") or "(local)"
         revision = (source.get("revision") or "")[:12]
@@ -90,12 +97,8 @@ def summary_markdown(
             *rows,
             "",
         ]
-    notes = []
-    for path in result_paths:
-        r = _load(path)
-        if r is None:
-            notes.append(f"- ❌ `{_cell(path)}`: unreadable result")
-            continue
+    notes: list[str] = []
+    for r in _readable(result_paths, notes, "- ❌ `{}`: unreadable result"):
         repo, code = _cell(r.get("repo_id") or r.get("src") or "?"), _exit_code(r)
         notes += [f"- ✅ {repo}: published {_cell(url)}" for url in r.get("published") or []]
         if r.get("error"):
