@@ -235,6 +235,8 @@ def render_repo_card(
     full_gguf = [a for a in ggufs if _is_full(a)]
     # The example loads the most accurate quantized UNet GGUF (Q8_0 when there).
     preferred = next((a for a in unet_gguf if VARIANTS[a.variant].gguf_type == "Q8_0"), None)
+    # None when diffusers reads no GGUF here (only ComfyUI-GGUF-only files): no diffusers snippet
+    example = preferred or (unet_gguf[0] if unet_gguf else None)
     body = (
         _env()
         .get_template("repo_card.md.j2")
@@ -262,10 +264,10 @@ def render_repo_card(
             load_dtype=artifacts[0].details.get("load_dtype", "float16")
             if artifacts
             else "float16",
-            unet_example=(preferred or (unet_gguf[0] if unet_gguf else artifacts[0])).path,
+            unet_example=example.path if example else "",
             full_example=full_gguf[0].path if full_gguf else "",
             gguf_tables=_gguf_tables(unet_gguf + full_gguf + comfy_only),
-            comfy=comfy_rows(artifacts, manifest.source),
+            comfy=comfy_rows(artifacts, manifest.source, human_size),
             validation=validation_rows(artifacts),
             grid=manifest.grid,
             timesteps=", ".join(str(t) for t in TIMESTEPS),

@@ -4,6 +4,8 @@ type that every consumer loads (both measured by this run's validation, on this 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from engine.gguf_layout import GGUFLayout
 from engine.manifest import Artifact
 from engine.safetensors_io import DTYPE_SIZES
@@ -17,9 +19,10 @@ def _cosine(a: Artifact | None) -> str:
     return "-" if value is None else f"{value:.6f}"
 
 
-def comfy_rows(artifacts: list[Artifact], source: dict) -> list[dict]:
+def comfy_rows(artifacts: list[Artifact], source: dict, size: Callable[[int], str]) -> list[dict]:
     """One row per ComfyUI-GGUF-only artifact among `artifacts` (the files a card publishes);
-    `source`: the manifest's source summary (its UNet bytes and dtype give the fp16 size)."""
+    `source`: the manifest's source summary (its UNet bytes and dtype give the fp16 size);
+    `size`: how the card writes a byte count."""
     fp16_bytes = source.get("unet_bytes", 0) * 2 / DTYPE_SIZES.get(source.get("dtype", "F16"), 2)
     rows = []
     for a in artifacts:
@@ -40,7 +43,7 @@ def comfy_rows(artifacts: list[Artifact], source: dict) -> list[dict]:
             {
                 "path": a.path,
                 "type": variant.gguf_type,
-                "size": f"{a.bytes / 1e6:.0f} MB",
+                "size": size(a.bytes),
                 "vs_fp16": f"{a.bytes / fp16_bytes:.2f}x" if fp16_bytes else "-",
                 "cosine": _cosine(a),
                 "twin": twin.path if twin is not None else "",

@@ -317,3 +317,19 @@ def test_full_size_comfy_ggufs_pass(tmp_path, statistics):
         assert a.validation is not None and a.passed, (a.variant, a.validation.reason)
         assert a.details["quantized"] == 278 and a.details["quantized_convs"] == 96
         assert a.bytes / unet_bytes < VARIANTS[a.variant].size_vs_fp16_unet + 0.01
+
+
+def test_gguf_card_states_comfyui_gguf_only_and_never_loads_them_in_a_snippet(comfy_run):
+    from bot.cards import CardContext, render_repo_card
+    from engine.classify import ModelKind
+
+    _, out, manifest = comfy_run
+    ctx = CardContext("alice/tiny", "a" * 40, ModelKind.SD15_LCM, "mit", {}, [], "http://hub")
+    card = render_repo_card(ctx, PublishTarget.GGUF, "bot/tiny-GGUF", manifest, manifest.artifacts)
+    section = card[card.index("**ComfyUI-GGUF only**") :]
+    rows = [line for line in section.splitlines() if line.startswith("| `")][: len(COMFY)]
+    assert [r.split("`")[1] for r in rows] == [_gguf_path(out, v).name for v in COMFY]
+    for row in rows:  # no universal GGUF was made: no borrowed twin figures
+        assert "not in this repo" in row and "0." in row.split("|")[4]
+    code = card.split("```")[1::2]
+    assert code and not any("-comfy-" in block for block in code)
