@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import calibration_cases, merge_worst, open_gates, print_worst
 from engine.diffusers_quant import SCHEMES
 from engine.variants import GGUF_TYPES
 
@@ -40,20 +41,6 @@ COLUMNS = (
     ("dequant_bound_ratio", max, "fp16 bound"),
     ("same_weights_rel_l2", max, "load rel L2"),
 )
-
-
-def open_gates() -> None:
-    """Calibration must see every metric, so the calibrated gates are opened (in this process
-    only): a variant failing one would otherwise stop before its output metrics. The derived
-    bounds stay: they hold for every correct file by construction."""
-    import dataclasses
-
-    from engine.thresholds import Threshold
-    from engine.variants import VARIANTS as REGISTRY
-
-    wide_open = Threshold(-1.0, float("inf"), float("inf"))
-    for name in VARIANTS:
-        REGISTRY[name] = dataclasses.replace(REGISTRY[name], threshold=wide_open)
 
 
 def measure(root: Path, out: Path) -> dict[str, dict]:
@@ -79,27 +66,6 @@ def measure(root: Path, out: Path) -> dict[str, dict]:
     return worst
 
 
-def merge(total: dict, new: dict) -> None:
-    for variant, m in new.items():
-        t = total.setdefault(variant, dict(m))
-        for key, pick, _ in COLUMNS:
-            t[key] = pick(t[key], m[key])
-
-
-def cases(seeds: int) -> list[tuple[str, str, str, int]]:
-    """(kind, dtype, statistics, seed): every kind in float16, the LCM in every dtype."""
-    out = [(k, "float16", st, s) for k in KINDS for st in ("init", "trained") for s in range(seeds)]
-    out += [("sd15-lcm", dt, st, 0) for dt in ("bfloat16", "float32") for st in ("init", "trained")]
-    return out
-
-
-def print_table(title: str, total: dict) -> None:
-    print(f"\n== {title}")
-    print(f"{'variant':16}" + "".join(f"{label:>15}" for _, _, label in COLUMNS))
-    for variant, m in total.items():
-        print(f"{variant:16}" + "".join(f"{m[key]:15.6g}" for key, _, _ in COLUMNS))
-
-
 def main() -> None:
     from engine.synthetic import write_pipeline_folder
 
@@ -107,19 +73,19 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also full-size trained-like LCMs")
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
-    open_gates()
+    open_gates(VARIANTS)
     total: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        for kind, dtype, statistics, seed in cases(args.seeds):
+        for kind, dtype, statistics, seed in calibration_cases(KINDS, args.seeds):
             name = f"{kind}-{dtype}-{statistics}-{seed}"
             root = write_pipeline_folder(
                 base / name, kind, "tiny", dtype, seed, False, statistics=statistics
             )
             one = measure(root, base / f"out-{name}")
             print(name, json.dumps(one), flush=True)
-            merge(total, one)
-        print_table("tiny (every case above)", total)
+            merge_worst(total, one, COLUMNS)
+        print_worst("tiny (every case above)", total, COLUMNS, 16)
         if args.full:
             full: dict = {}
             for dtype in ("float32", "bfloat16"):
@@ -128,8 +94,9 @@ def main() -> None:
                 )
                 one = measure(root, base / f"out-full-{dtype}")
                 print(f"full-size trained {dtype}", json.dumps(one), flush=True)
-                merge(full, one)
-            print_table("full size, trained-like LCM (float32 and bfloat16 sources)", full)
+                merge_worst(full, one, COLUMNS)
+            title = "full size, trained-like LCM (float32 and bfloat16 sources)"
+            print_worst(title, full, COLUMNS, 16)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,13 +39,30 @@ def time_v(cmd: list[str], cwd: Path = ROOT) -> dict:
     out = subprocess.run(
         ["/usr/bin/time", "-v", *cmd], check=True, capture_output=True, text=True, cwd=cwd
     )
+    return time_v_report(out.stderr)
+
+
+def time_v_report(stderr: str) -> dict:
+    """{"wall_s", "peak_rss_mb"} from the report `/usr/bin/time -v` appends to stderr (one
+    reading for every benchmark that runs commands under GNU time)."""
     report = dict(
-        line.strip().rsplit(": ", 1) for line in out.stderr.splitlines() if ": " in line.strip()
+        line.strip().rsplit(": ", 1) for line in stderr.splitlines() if ": " in line.strip()
     )
     wall = report["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")
     seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall)))
     peak_kb = int(report["Maximum resident set size (kbytes)"])
     return {"wall_s": seconds, "peak_rss_mb": peak_kb / 1024}
+
+
+def local_hub_client() -> None:
+    """Set huggingface_hub up for a local Hub, before it is imported (its constants read the
+    environment at import): no Xet (a local Hub has none), no telemetry, no progress bars."""
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_DISABLE_XET = True
 
 
 def python_cmd(code: str) -> list[str]:
@@ -66,8 +85,6 @@ def full_size_source(base: Path, kind: str = "sd15-lcm", with_pipeline: bool = F
 
 
 def machine() -> str:
-    import os
-
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{datetime.now(UTC).date().isoformat()}"
@@ -81,3 +98,48 @@ def table(rows: list[dict], columns: list[str]) -> str:
     for r in rows:
         lines.append(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
     return "\n".join(lines)
+
+
+# --- calibration (benchmarks/calibrate_thresholds.py, benchmarks/calibrate_comfy_gguf.py) -----
+
+# A worst-metric column: (metric key, min or max, label).
+Column = tuple[str, Callable[[float, float], float], str]
+
+
+def open_gates(variants: list[str]) -> dict:
+    """Open the calibrated gates of `variants` in this process only, so calibration sees every
+    metric (a variant failing one would otherwise stop before its output metrics); the derived
+    bounds stay: they hold for every correct file by construction. Returns the real gates."""
+    import dataclasses
+
+    from engine.thresholds import Threshold
+    from engine.variants import VARIANTS as REGISTRY
+
+    real = {name: REGISTRY[name].threshold for name in variants}
+    wide_open = Threshold(-1.0, float("inf"), float("inf"))
+    for name in variants:
+        REGISTRY[name] = dataclasses.replace(REGISTRY[name], threshold=wide_open)
+    return real
+
+
+def calibration_cases(kinds: tuple[str, ...], seeds: int) -> list[tuple[str, str, str, int]]:
+    """(kind, dtype, statistics, seed): every kind in float16, the LCM in every dtype."""
+    out = [(k, "float16", st, s) for k in kinds for st in ("init", "trained") for s in range(seeds)]
+    out += [("sd15-lcm", dt, st, 0) for dt in ("bfloat16", "float32") for st in ("init", "trained")]
+    return out
+
+
+def merge_worst(total: dict, new: dict, columns: tuple[Column, ...]) -> None:
+    """Fold one case's metrics per variant into `total`, keeping the worst of each column."""
+    for variant, m in new.items():
+        t = total.setdefault(variant, dict(m))
+        for key, pick, _ in columns:
+            t[key] = pick(t[key], m[key])
+
+
+def print_worst(title: str, total: dict, columns: tuple[Column, ...], width: int) -> None:
+    """The worst metrics per variant as a fixed-width table (`width`: the variant column)."""
+    print(f"\n== {title}")
+    print(f"{'variant':{width}}" + "".join(f"{label:>15}" for _, _, label in columns))
+    for variant, m in total.items():
+        print(f"{variant:{width}}" + "".join(f"{m[key]:15.6g}" for key, _, _ in columns))

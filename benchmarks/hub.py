@@ -27,21 +27,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-os.environ["HF_HUB_DISABLE_XET"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-
-import httpx2
-import psutil
-from huggingface_hub import HfApi, constants, hf_hub_download
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.common import local_hub_client  # noqa: E402
+
+local_hub_client()  # before huggingface_hub is imported
+
+import httpx2  # noqa: E402
+import psutil  # noqa: E402
+from huggingface_hub import HfApi, hf_hub_download  # noqa: E402
 
 from bot.hub.auth import LOCAL_USER  # noqa: E402
 from bot.hub.bulk import RepoSpec, Seeder, seed_many  # noqa: E402
 
-constants.HF_HUB_DISABLE_XET = True
 SD_SHARE = 25  # one repo in 25 (4%) is a tiny SD1.5 pipeline
 RSS_GOAL_MB = 150
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -34,19 +33,17 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-os.environ["HF_HUB_DISABLE_XET"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-
-import numpy as np
-import yaml
-from huggingface_hub import constants
-from safetensors.numpy import save
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import machine, table  # noqa: E402
+from benchmarks.common import local_hub_client, machine, table  # noqa: E402
+
+local_hub_client()  # before huggingface_hub is imported
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from safetensors.numpy import save  # noqa: E402
+
 from bot.config import BotConfig, BudgetConfig, PublishConfig, ScanConfig  # noqa: E402
 from bot.hub import start_hub  # noqa: E402
 from bot.hub.bulk import RepoSpec, Seeder, add_commit, seed_many  # noqa: E402
@@ -57,7 +54,6 @@ from bot.plan import make_plan  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from engine.synthetic import unet_config  # noqa: E402
 
-constants.HF_HUB_DISABLE_XET = True
 BOT, OWNER_TOKEN, BOT_TOKEN = "unetbot", "hf_" + "a" * 32, "hf_" + "b" * 32
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 # Repo mix per 100 repos (kind, count): 4% converted, the rest refused, skipped or unlisted.

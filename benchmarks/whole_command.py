@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, full_size_source, machine, table
+from benchmarks.common import ROOT, full_size_source, machine, table, time_v_report
 
 BOT = str(Path(sys.executable).with_name("bot"))
 GOALS = {"original": 1.3, "gguf-q8_0": 2.0, "gguf-q4_0": 2.0}  # x (cp + sync), issue #16
@@ -52,13 +52,7 @@ def time_v(cmd: list[str]) -> dict:
     out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=ROOT)
     if out.returncode not in (0, 4):
         raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
-    report = dict(
-        line.strip().rsplit(": ", 1) for line in out.stderr.splitlines() if ": " in line.strip()
-    )
-    wall = report["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")
-    seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall)))
-    peak_kb = int(report["Maximum resident set size (kbytes)"])
-    return {"wall_s": seconds, "peak_rss_mb": peak_kb / 1024}
+    return time_v_report(out.stderr)
 
 
 def _measured(cmd: list[str], clean: list[Path]) -> dict:
