@@ -47,6 +47,13 @@ def _commits(api, repo_id: str) -> int:
     return len(api.list_repo_commits(repo_id))
 
 
+def _cli_convert(seeded_hub, repo_id: str, out: Path) -> list[str]:
+    """`bot convert REPO --publish pr` with the seeded Hub's config, as its own process."""
+    config = str(seeded_hub.config_path)
+    cli = [sys.executable, "-m", "bot.cli", "convert", repo_id, "--publish", "pr"]
+    return [*cli, "--config", config, "--out", str(out)]
+
+
 def test_demo_scenario_publishes_once_and_explains_every_skip(seeded_hub, tmp_path):
     api = seeded_hub.owner_api()
     first = run_round("first", seeded_hub.config_path, tmp_path / "out1")
@@ -128,19 +135,7 @@ def test_run_killed_mid_publish_then_rerun_gives_one_pr(seeded_hub, tmp_path):
     )
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "convert",
-            "alice/tiny-lcm",
-            "--publish",
-            "pr",
-            "--config",
-            str(seeded_hub.config_path),
-            "--out",
-            str(tmp_path / "killed"),
-        ],
+        _cli_convert(seeded_hub, "alice/tiny-lcm", tmp_path / "killed"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -231,19 +226,7 @@ def test_one_failed_variant_does_not_sink_the_rest(seeded_hub, tmp_path, monkeyp
 )
 def test_convert_refuses_with_documented_exit_code(seeded_hub, tmp_path, repo, code):
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "convert",
-            repo,
-            "--publish",
-            "pr",
-            "--config",
-            str(seeded_hub.config_path),
-            "--out",
-            str(tmp_path / "o"),
-        ],
+        _cli_convert(seeded_hub, repo, tmp_path / "o"),
         cwd=ROOT,
         capture_output=True,
         text=True,

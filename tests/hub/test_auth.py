@@ -18,6 +18,14 @@ def _status(exc: pytest.ExceptionInfo[HfHubHTTPError]) -> int:
     return exc.value.response.status_code
 
 
+def _download(hub, repo_id: str, filename: str, cache: Path, who: str | None) -> Path:
+    """`hf_hub_download` from the team Hub as `who` (None: anonymous, no token at all)."""
+    token = TOKENS[who] if who else False
+    return Path(
+        hf_hub_download(repo_id, filename, endpoint=hub.endpoint, cache_dir=cache, token=token)
+    )
+
+
 def test_local_token_file(tmp_path: Path) -> None:
     root = tmp_path / "root"
     with start_hub(root) as hub:
@@ -74,13 +82,7 @@ def test_private_repo_is_404_to_others(team_hub, tmp_path: Path) -> None:
         with pytest.raises(RepositoryNotFoundError):
             api.model_info("alice/hidden")
         with pytest.raises(RepositoryNotFoundError):
-            hf_hub_download(
-                "alice/hidden",
-                "s.txt",
-                endpoint=team_hub.endpoint,
-                cache_dir=tmp_path / "c",
-                token=TOKENS[who] if who else False,
-            )
+            _download(team_hub, "alice/hidden", "s.txt", tmp_path / "c", who)
         with pytest.raises(RepositoryNotFoundError):
             list(api.get_repo_discussions("alice/hidden"))
 
@@ -94,29 +96,9 @@ def test_gated_repo(team_hub, tmp_path: Path) -> None:
     assert client(team_hub, "bob").model_info("alice/gated").gated == "manual"
     for who in ("bob", None):
         with pytest.raises(GatedRepoError):
-            hf_hub_download(
-                "alice/gated",
-                "w.txt",
-                endpoint=team_hub.endpoint,
-                cache_dir=tmp_path / "c",
-                token=TOKENS[who] if who else False,
-            )
-    owner = hf_hub_download(
-        "alice/gated",
-        "w.txt",
-        endpoint=team_hub.endpoint,
-        cache_dir=tmp_path / "a",
-        token=TOKENS["alice"],
-    )
-    assert Path(owner).read_bytes() == b"w"
-    granted = hf_hub_download(
-        "alice/granted",
-        "w.txt",
-        endpoint=team_hub.endpoint,
-        cache_dir=tmp_path / "b",
-        token=TOKENS["bob"],
-    )
-    assert Path(granted).read_bytes() == b"w"
+            _download(team_hub, "alice/gated", "w.txt", tmp_path / "c", who)
+    assert _download(team_hub, "alice/gated", "w.txt", tmp_path / "a", "alice").read_bytes() == b"w"
+    assert _download(team_hub, "alice/granted", "w.txt", tmp_path / "b", "bob").read_bytes() == b"w"
 
 
 def test_token_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

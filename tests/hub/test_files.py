@@ -22,6 +22,12 @@ from huggingface_hub.utils import get_session
 REPO = "unetbot-local/files"
 
 
+def _download(hub, filename: str, cache: Path, revision: str | None = None) -> Path:
+    """`hf_hub_download` of one file of REPO with the Hub's own token."""
+    where = {"endpoint": hub.endpoint, "cache_dir": cache, "token": hub.token}
+    return Path(hf_hub_download(REPO, filename, revision=revision, **where))
+
+
 def _folder(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     (src / "unet").mkdir(parents=True)
@@ -42,25 +48,16 @@ def test_upload_folder_regular_and_lfs_then_download(api: HfApi, hub, tmp_path: 
     assert hub.state.stats.count("PUT", "lfs-upload") == 1
 
     cache = tmp_path / "cache"
-    path = hf_hub_download(
-        REPO, "unet/model.safetensors", endpoint=hub.endpoint, cache_dir=cache, token=hub.token
-    )
-    assert Path(path).read_bytes() == (src / "unet" / "model.safetensors").read_bytes()
-    assert info.oid in path  # stored under the commit the server reported
+    path = _download(hub, "unet/model.safetensors", cache)
+    assert path.read_bytes() == (src / "unet" / "model.safetensors").read_bytes()
+    assert info.oid in str(path)  # stored under the commit the server reported
 
     snap = Path(snapshot_download(REPO, endpoint=hub.endpoint, cache_dir=cache, token=hub.token))
     assert (snap / "unet" / "config.json").read_text() == '{"sample_size": 64}'
     assert (snap / "notes.bin").read_bytes() == b""
     gets = hub.state.stats.count("GET", "resolve")
     snapshot_download(REPO, endpoint=hub.endpoint, cache_dir=cache, token=hub.token)
-    hf_hub_download(
-        REPO,
-        "unet/config.json",
-        endpoint=hub.endpoint,
-        cache_dir=cache,
-        token=hub.token,
-        revision=info.oid,
-    )
+    _download(hub, "unet/config.json", cache, revision=info.oid)
     assert hub.state.stats.count("GET", "resolve") == gets  # cache hits: no file GET
 
     # an unchanged re-upload is a no-op on the client side (preupload returned the oids)
@@ -85,31 +82,11 @@ def test_resolve_headers_and_range(api: HfApi, hub) -> None:
     pr = api.create_commit(
         REPO, operations=[CommitOperationAdd("p.txt", b"pr!")], commit_message="pr", create_pr=True
     )
-    got = hf_hub_download(
-        REPO,
-        "p.txt",
-        revision=pr.pr_revision,
-        endpoint=hub.endpoint,
-        cache_dir=str(Path(hub.root).parent / "c"),
-        token=hub.token,
-    )
-    assert Path(got).read_bytes() == b"pr!"
+    cache = Path(hub.root).parent / "c"
+    assert _download(hub, "p.txt", cache, revision=pr.pr_revision).read_bytes() == b"pr!"
     with pytest.raises(EntryNotFoundError):
-        hf_hub_download(
-            REPO,
-            "missing.txt",
-            endpoint=hub.endpoint,
-            token=hub.token,
-            cache_dir=str(Path(hub.root).parent / "c"),
-        )
-    spaced = hf_hub_download(
-        REPO,
-        "a b.txt",
-        endpoint=hub.endpoint,
-        token=hub.token,
-        cache_dir=str(Path(hub.root).parent / "c"),
-    )
-    assert Path(spaced).read_bytes() == b"text file\n"
+        _download(hub, "missing.txt", cache)
+    assert _download(hub, "a b.txt", cache).read_bytes() == b"text file\n"
 
 
 def test_pull_request_flow_and_stale_parent(api: HfApi) -> None:
