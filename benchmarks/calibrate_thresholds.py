@@ -27,20 +27,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import calibration_cases, merge_worst, open_gates, print_worst
+from benchmarks.common import (
+    WORST_COLUMNS,
+    calibration_cases,
+    merge_worst,
+    open_gates,
+    print_worst,
+)
 from engine.diffusers_quant import SCHEMES
 from engine.variants import GGUF_TYPES
 
 VARIANTS = [f"gguf-{t.lower()}" for t in GGUF_TYPES] + list(SCHEMES)
-KINDS = ("sd15", "sd15-lcm", "sd15-inpaint")
-COLUMNS = (
-    ("min_cosine", min, "min cosine"),
-    ("max_rel_l2", max, "max rel L2"),
-    ("max_tensor_rel_l2", max, "tensor rel L2"),
-    ("quant_bound_ratio", max, "quant bound"),
-    ("dequant_bound_ratio", max, "fp16 bound"),
-    ("same_weights_rel_l2", max, "load rel L2"),
-)
+COLUMNS = (*WORST_COLUMNS, ("same_weights_rel_l2", max, "load rel L2"))
 
 
 def measure(root: Path, out: Path) -> dict[str, dict]:
@@ -77,7 +75,7 @@ def main() -> None:
     total: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        for kind, dtype, statistics, seed in calibration_cases(KINDS, args.seeds):
+        for kind, dtype, statistics, seed in calibration_cases(args.seeds):
             name = f"{kind}-{dtype}-{statistics}-{seed}"
             root = write_pipeline_folder(
                 base / name, kind, "tiny", dtype, seed, False, statistics=statistics

@@ -104,6 +104,15 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 # A worst-metric column: (metric key, min or max, label).
 Column = tuple[str, Callable[[float, float], float], str]
+# The columns every calibration reports: the output gates, then the derived bounds.
+WORST_COLUMNS: tuple[Column, ...] = (
+    ("min_cosine", min, "min cosine"),
+    ("max_rel_l2", max, "max rel L2"),
+    ("max_tensor_rel_l2", max, "tensor rel L2"),
+    ("quant_bound_ratio", max, "quant bound"),
+    ("dequant_bound_ratio", max, "fp16 bound"),
+)
+CALIBRATION_KINDS = ("sd15", "sd15-lcm", "sd15-inpaint")
 
 
 def open_gates(variants: list[str]) -> dict:
@@ -122,8 +131,10 @@ def open_gates(variants: list[str]) -> dict:
     return real
 
 
-def calibration_cases(kinds: tuple[str, ...], seeds: int) -> list[tuple[str, str, str, int]]:
-    """(kind, dtype, statistics, seed): every kind in float16, the LCM in every dtype."""
+def calibration_cases(seeds: int) -> list[tuple[str, str, str, int]]:
+    """(kind, dtype, statistics, seed) of the tiny models: every kind of CALIBRATION_KINDS in
+    float16 with seeds 0..seeds-1, the LCM also in bfloat16 and float32."""
+    kinds = CALIBRATION_KINDS
     out = [(k, "float16", st, s) for k in kinds for st in ("init", "trained") for s in range(seeds)]
     out += [("sd15-lcm", dt, st, 0) for dt in ("bfloat16", "float32") for st in ("init", "trained")]
     return out
