@@ -15,7 +15,6 @@ Usage: .venv/bin/python benchmarks/calibrate_comfy_gguf.py [--seeds 2] [--full] 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -24,19 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import (
+    WORST_COLUMNS,
+    calibration_cases,
+    merge_worst,
+    open_gates,
+    print_worst,
+)
 from engine.gguf_layout import COMFY_GGUF_TYPES
 
 COMFY = [f"comfy-gguf-{t.lower()}" for t in COMFY_GGUF_TYPES]
 SAME_TYPE = [f"gguf-{t.lower()}" for t in COMFY_GGUF_TYPES]
 VARIANTS = SAME_TYPE + COMFY
-KINDS = ("sd15", "sd15-lcm", "sd15-inpaint")
-COLUMNS = (
-    ("min_cosine", min, "min cosine"),
-    ("max_rel_l2", max, "max rel L2"),
-    ("max_tensor_rel_l2", max, "tensor rel L2"),
-    ("quant_bound_ratio", max, "quant bound"),
-    ("dequant_bound_ratio", max, "fp16 bound"),
-)
+COLUMNS = WORST_COLUMNS
 
 
 def measure(root: Path, out: Path, gates: dict) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -76,38 +75,6 @@ def measure(root: Path, out: Path, gates: dict) -> tuple[dict[str, dict], dict[s
     return worst, facts
 
 
-def open_gates() -> dict:
-    """Open the calibrated gates in this process only (returns the real ones for verdicts)."""
-    from engine.thresholds import Threshold
-    from engine.variants import VARIANTS as REGISTRY
-
-    real = {name: REGISTRY[name].threshold for name in VARIANTS}
-    wide_open = Threshold(-1.0, float("inf"), float("inf"))
-    for name in VARIANTS:
-        REGISTRY[name] = dataclasses.replace(REGISTRY[name], threshold=wide_open)
-    return real
-
-
-def merge(total: dict, new: dict) -> None:
-    for variant, m in new.items():
-        t = total.setdefault(variant, dict(m))
-        for key, pick, _ in COLUMNS:
-            t[key] = pick(t[key], m[key])
-
-
-def print_table(title: str, total: dict) -> None:
-    print(f"\n== {title}")
-    print(f"{'variant':18}" + "".join(f"{label:>15}" for _, _, label in COLUMNS))
-    for variant, m in total.items():
-        print(f"{variant:18}" + "".join(f"{m[key]:15.6g}" for key, _, _ in COLUMNS))
-
-
-def tiny_cases(seeds: int) -> list[tuple[str, str, str, int]]:
-    out = [(k, "float16", st, s) for k in KINDS for st in ("init", "trained") for s in range(seeds)]
-    out += [("sd15-lcm", dt, st, 0) for dt in ("bfloat16", "float32") for st in ("init", "trained")]
-    return out
-
-
 def main() -> None:
     from engine.synthetic import write_pipeline_folder
 
@@ -116,20 +83,20 @@ def main() -> None:
     parser.add_argument("--tiny-off", action="store_true", help="skip the tiny models")
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
-    gates = open_gates()
+    gates = open_gates(VARIANTS)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         base = Path(tmp)
         if not args.tiny_off:
             total: dict = {}
-            for kind, dtype, statistics, seed in tiny_cases(args.seeds):
+            for kind, dtype, statistics, seed in calibration_cases(args.seeds):
                 name = f"{kind}-{dtype}-{statistics}-{seed}"
                 root = write_pipeline_folder(
                     base / name, kind, "tiny", dtype, seed, False, statistics=statistics
                 )
                 one, _ = measure(root, base / f"out-{name}", gates)
                 print(name, json.dumps(one), flush=True)
-                merge(total, one)
-            print_table("tiny (every case above)", total)
+                merge_worst(total, one, COLUMNS)
+            print_worst("tiny (every case above)", total, COLUMNS, 18)
         if args.full:
             trained: dict = {}
             full_cases = [("float16", "trained"), ("float32", "trained")]
@@ -143,9 +110,9 @@ def main() -> None:
                 print(name, json.dumps(one), flush=True)
                 print(name, "facts", json.dumps(facts), flush=True)
                 if statistics == "trained":
-                    merge(trained, one)
+                    merge_worst(trained, one, COLUMNS)
                 else:
-                    print_table(f"full size, {name}", one)
+                    print_worst(f"full size, {name}", one, COLUMNS, 18)
                 for variant, f in facts.items():
                     print(
                         f"{name} {variant:18} {f['bytes'] / 1e6:8.1f} MB {f['vs_fp16_unet']:.3f}x"
@@ -153,7 +120,8 @@ def main() -> None:
                     print(f"    {f['verdict']}")
                 shutil.rmtree(base / name)
                 shutil.rmtree(base / f"out-{name}")
-            print_table("full size, trained-like LCM (float16, float32, bfloat16)", trained)
+            title = "full size, trained-like LCM (float16, float32, bfloat16)"
+            print_worst(title, trained, COLUMNS, 18)
 
 
 if __name__ == "__main__":
