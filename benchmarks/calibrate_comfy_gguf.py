@@ -23,13 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (
-    WORST_COLUMNS,
-    calibration_cases,
-    merge_worst,
-    open_gates,
-    print_worst,
-)
+from benchmarks.common import WORST_COLUMNS, calibration_cases, merge_worst, open_gates, print_worst
 from engine.gguf_layout import COMFY_GGUF_TYPES
 
 COMFY = [f"comfy-gguf-{t.lower()}" for t in COMFY_GGUF_TYPES]

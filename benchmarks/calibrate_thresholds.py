@@ -27,13 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (
-    WORST_COLUMNS,
-    calibration_cases,
-    merge_worst,
-    open_gates,
-    print_worst,
-)
+from benchmarks.common import WORST_COLUMNS, calibration_cases, merge_worst, open_gates, print_worst
 from engine.diffusers_quant import SCHEMES
 from engine.variants import GGUF_TYPES
 
