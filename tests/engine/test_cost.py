@@ -21,6 +21,7 @@ from engine.cost_table import (
     save_run,
 )
 from engine.errors import BadInput
+from engine.gguf_layout import GGUFLayout
 from engine.manifest import Manifest
 from engine.synthetic import unet_config
 from engine.variants import VARIANTS, Family
@@ -76,8 +77,14 @@ def test_a_file_its_consumer_refuses_is_a_failed_measurement_with_the_reason(
 
 def test_only_variants_without_a_diffusers_consumer_are_unmeasurable():
     unmeasurable = {name for name, v in VARIANTS.items() if not_measured_reason(v)}
-    full_ggufs = {n for n, v in VARIANTS.items() if v.family is Family.GGUF and v.full_checkpoint}
-    assert unmeasurable == full_ggufs
+    # full GGUFs (stable-diffusion.cpp, ComfyUI-GGUF) and ComfyUI-GGUF-only files
+    not_diffusers = {
+        n
+        for n, v in VARIANTS.items()
+        if v.family is Family.GGUF
+        and (v.full_checkpoint or v.gguf_layout is GGUFLayout.COMFYUI_GGUF)
+    }
+    assert unmeasurable == not_diffusers
 
 
 def test_a_manifest_pointing_outside_its_folder_is_refused(converted, tmp_path):
