@@ -30,6 +30,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/quantize_diffusers.py
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/hub.py
+	$(BIN)/python benchmarks/whole_command.py
+	$(BIN)/python benchmarks/scan.py
+	$(BIN)/python benchmarks/real_layout.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine bot tests benchmarks

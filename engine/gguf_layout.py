@@ -23,7 +23,7 @@ class GGUFLayout(Enum):
 
 COMFY_GGUF_TYPES = ("Q8_0", "Q5_0", "Q4_0")
 # Output bytes / fp16 UNet bytes, full-size SD1.5 (measured: benchmarks/calibrate_comfy_gguf.py)
-COMFY_GGUF_SIZE = {"Q8_0": 0.53, "Q5_0": 0.35, "Q4_0": 0.29}
+COMFY_GGUF_SIZE = {"Q8_0": 0.53, "Q5_0": 0.35, "Q4_0": 0.28}
 
 # Worst values measured by benchmarks/calibrate_comfy_gguf.py (2026-11-30), the fixtures and
 # method of engine/thresholds.py: tiny sd15, sd15-lcm and sd15-inpaint UNets, seeds 0-1, float16
