@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,16 +101,19 @@ def _texts(seeded_hub, workdir: Path) -> dict[str, str]:
 def test_every_snippet_runs_without_unetbot(published, tmp_path):
     texts = _texts(published, tmp_path)
     assert len(texts) == 8, sorted(texts)  # 2 PRs, 2 x (GGUF, TorchAO, Quanto) repos
-    ran = 0
+    runs = []
     for where, text in texts.items():
         blocks = _blocks(text)
         assert blocks, f"{where}: no Python snippet"
         for i, block in enumerate(blocks):
             assert "engine" not in block and "unetbot import" not in block, where
-            cwd = tmp_path / f"run-{ran}"
+            cwd = tmp_path / f"run-{len(runs)}"
             cwd.mkdir()
-            result = _run_block(block, published, cwd)
-            assert result["ours"] == [], f"{where} block {i} imported {result['ours']}"
-            assert result["shape"] == [1, 4, 8, 8], (where, i, result)
-            ran += 1
-    assert ran >= 8
+            runs.append((where, i, block, cwd))
+    # Each block is its own interpreter (imports dominate): two at a time, one per core.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda r: _run_block(r[2], published, r[3]), runs))
+    for (where, i, _, _), result in zip(runs, results, strict=True):
+        assert result["ours"] == [], f"{where} block {i} imported {result['ours']}"
+        assert result["shape"] == [1, 4, 8, 8], (where, i, result)
+    assert len(runs) >= 8
