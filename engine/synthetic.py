@@ -265,8 +265,9 @@ def clip_shapes(config: dict) -> dict[str, tuple[int, ...]]:
 
     shapes = _meta_shapes(lambda: CLIPTextModel(clip_text_config(config)))
     shapes.pop("text_model.embeddings.position_ids", None)
-    # transformers 5 drops the `text_model.` level in memory; files on the Hub (and what
-    # transformers itself saves) carry it, so the synthetic files do too.
+    # transformers 5 drops the `text_model.` level, in memory and in the files it saves
+    # (`embeddings.*`, `encoder.*`); files saved by transformers 4 carry it, and so do these
+    # synthetic ones. engine/zoo.py covers both layouts with files saved by transformers.
     return {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in shapes.items()}
 
 
