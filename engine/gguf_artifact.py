@@ -33,9 +33,6 @@ def _stored_tensors(gguf_path: Path) -> dict[str, tuple[str, int]]:
     return {t.name: (t.tensor_type.name, int(t.data_offset)) for t in reader.tensors}
 
 
-_gguf_source = gguf_source  # the name write_gguf_artifact looks up (tests replace it)
-
-
 @dataclass(frozen=True)
 class GGUFArtifact:
     """What writing one GGUF artifact gave: the manifest's details and the file's sha256."""
@@ -58,7 +55,7 @@ def write_gguf_artifact(
     UNet tensors are copied byte for byte instead of quantized again (the writer's policy still
     decides each type, so the file is identical to a fresh write)."""
     tensors = original_tensors(source, full)
-    sources = [_gguf_source(t) for t in tensors]
+    sources = [gguf_source(t) for t in tensors]
     if reuse_unet_from is not None:
         stored = _stored_tensors(reuse_unet_from)
         sources = [

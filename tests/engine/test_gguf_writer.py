@@ -320,9 +320,9 @@ def test_kernel_copy_of_unchanged_tensors_gives_identical_file(tmp_path, monkeyp
     source = open_source(write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny"))
     copied = tmp_path / "copied.gguf"
     artifact.write_gguf_artifact(source, copied, qtype, True, Provenance("a/b", "c" * 40))
-    plain_source = artifact._gguf_source
+    plain_source = artifact.gguf_source
     monkeypatch.setattr(
-        artifact, "_gguf_source", lambda t: dataclasses.replace(plain_source(t), raw_at=None)
+        artifact, "gguf_source", lambda t: dataclasses.replace(plain_source(t), raw_at=None)
     )
     loaded = tmp_path / "loaded.gguf"
     artifact.write_gguf_artifact(source, loaded, qtype, True, Provenance("a/b", "c" * 40))
