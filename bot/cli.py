@@ -157,7 +157,7 @@ def scan(
     from bot.config import load_config
     from bot.hubclient import hub_for
     from bot.incremental import scan_with_ledger
-    from bot.job import bot_identity
+    from bot.job_hub import bot_identity
     from bot.pacing import RateLimits
     from bot.scan import scan as run_scan
     from bot.settings import load_settings

@@ -30,7 +30,7 @@ def _fail(exc: UnetbotError) -> None:
 def _context(config: Path | None):
     from bot.config import load_config
     from bot.hubclient import hub_for
-    from bot.job import bot_identity
+    from bot.job_hub import bot_identity
     from bot.pacing import RateLimits
     from bot.settings import load_settings
 

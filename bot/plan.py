@@ -26,7 +26,7 @@ from bot.config import BotConfig, PublishMode
 from bot.discovery import Listing, list_repos
 from bot.hubclient import Hub
 from bot.incremental import Seen, run_pass
-from bot.job import Identity, bot_identity
+from bot.job_hub import Identity, bot_identity
 from bot.ledger import Outcome
 from bot.ledger_rebuild import open_book
 from bot.ledger_store import LedgerBook

@@ -90,7 +90,7 @@ class HubTargets:
         exact = next((p for p in prs if p.revision == candidate.sha), None)
         if exact is not None:
             stale = tuple(p.num for p in prs if p.status == "open" and p.revision != exact.revision)
-            if stale:  # the crash-window repair of bot/job.py pending_targets, done here too
+            if stale:  # the crash-window repair of bot/job_hub.py pending_targets, done here too
                 close_superseded_prs(self.hub, candidate.repo_id, stale, candidate.sha)
             return self._record(
                 Outcome.PUBLISHED, candidate.sha, candidate.fingerprint, f"{url}{exact.num}"
