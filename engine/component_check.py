@@ -27,12 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-import numpy as np
-
 from engine.config_schema import ClipConfig, VaeConfig, check_unet_config
 from engine.errors import BadConfig, BadInput, BadSafetensorsHeader, MissingKey, UnknownKey
 from engine.expected_shapes import CLIP_POSITION_IDS, clip_shapes, unet_shapes, vae_shapes
-from engine.safetensors_io import FLOAT_DTYPES, SafetensorsHeader, read_tensor_array
+from engine.safetensors_io import FLOAT_DTYPES, SafetensorsHeader
 
 _VAE_LEGACY = re.compile(
     r"((?:en|de)coder\.mid_block\.attentions\.0)\.(query|key|value|proj_attn)\."
@@ -139,6 +137,10 @@ def check_clip(cfg: ClipConfig, headers: tuple[SafetensorsHeader, ...]) -> tuple
                 f"{header.path}: {raw_name!r} is {spec.dtype}{list(spec.shape)}, expected "
                 f"I64[1, {positions}]"
             )
+        import numpy as np  # only for a text encoder's position_ids (start-up, see tensor_values)
+
+        from engine.tensor_values import read_tensor_array
+
         values = read_tensor_array(header, spec).reshape(-1)
         if not np.array_equal(values.astype(np.float64), np.arange(positions, dtype=np.float64)):
             raise BadInput(

@@ -10,8 +10,9 @@ from pathlib import Path
 from engine import __version__
 from engine.gguf_writer import GGUFSource, write_gguf
 from engine.original import LCM_CONVENTION, Provenance, original_tensors
-from engine.safetensors_io import OutputTensor, read_tensor_array
+from engine.safetensors_io import OutputTensor
 from engine.source import Source
+from engine.tensor_values import read_tensor_array
 
 
 def gguf_source(t: OutputTensor) -> GGUFSource:

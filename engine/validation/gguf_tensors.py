@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from engine.keymap import UNET_PREFIX
-from engine.safetensors_io import OutputTensor, read_tensor_array
+from engine.safetensors_io import OutputTensor
+from engine.tensor_values import read_tensor_array
 from engine.thresholds import quantization_tolerance
 from engine.validation.exact import same_bytes, same_bytes_on_disk
 

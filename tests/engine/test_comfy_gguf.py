@@ -135,8 +135,8 @@ def test_file_holds_gguf_py_blocks_and_natural_shapes(comfy_run, variant):
     shape, byte for byte; orig_shape fields are INT32 arrays restoring the natural shape; kept
     tensors hold the source's bytes."""
     from engine.original import original_tensors
-    from engine.safetensors_io import read_tensor_array
     from engine.source import open_source
+    from engine.tensor_values import read_tensor_array
 
     source_dir, out, _ = comfy_run
     reader = gguf.GGUFReader(str(_gguf_path(out, variant)))

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.config_json import max_depth
 from engine.convert import convert
 from engine.errors import (
     BadConfig,
@@ -96,6 +97,32 @@ def test_deeply_nested_header(pipeline, tmp_path):
     _, data = _split(src / UNET)
     _write_header(src / UNET, b"[" * 200_000 + b"]" * 200_000, data)
     _refused(src, tmp_path / "out", BadSafetensorsHeader, UNET, "nested 200000 levels")
+
+
+def _depth_by_hand(raw: bytes) -> int:
+    """The plain reading of JSON nesting, one character at a time (the scan's specification)."""
+    depth = best = 0
+    in_string = escaped = False
+    for ch in raw:
+        if escaped:
+            escaped = False
+        elif ch == ord("\\"):
+            escaped = True
+        elif ch == ord('"'):
+            in_string = not in_string
+        elif not in_string and ch in b"[{":
+            depth += 1
+            best = max(best, depth)
+        elif not in_string and ch in b"]}":
+            depth -= 1
+    return best
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b"a", b":", b","])))
+def test_depth_scan_matches_a_character_by_character_reading(pieces):
+    raw = b"".join(pieces)
+    assert max_depth(raw) == _depth_by_hand(raw)
 
 
 def test_dimension_beyond_int64(pipeline, tmp_path):
