@@ -113,6 +113,23 @@ def test_full_checkpoint_round_trips_byte_exact(tiny_pipeline, tmp_path, kind):
             assert fa.read() == fb.read(), component
 
 
+def test_copied_data_keeps_its_source_offset_within_64_kib(tiny_pipeline, tmp_path):
+    # The kernel copy is ~20 % faster when source and output offsets agree within the page
+    # cache's folios (engine/safetensors_io.py, _COPY_ALIGN): the header is padded with spaces.
+    root = tiny_pipeline("sd15-lcm", 2)
+    src = read_header(root / "unet" / "diffusion_pytorch_model.safetensors")
+    out = write_original(open_source(root), tmp_path / "unet.safetensors")
+    got = read_header(out)
+    assert got.data_start % 65536 == src.data_start % 65536
+    with open(out, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(length)
+    compact = json.dumps(json.loads(raw), separators=(",", ":")).encode()
+    assert raw.startswith(compact) and set(raw[len(compact) :]) <= {ord(" ")}
+    assert len(raw) - len(compact) < 65536 + 8
+    assert set(load_file(str(out))) == {t.name for t in got.tensors}  # the library reads it
+
+
 def test_dtype_cast_streams_exact_values(tiny_pipeline, tmp_path):
     root = tiny_pipeline("sd15", 1)
     source = open_source(root)
