@@ -17,9 +17,13 @@ the disk synced before each measurement (no earlier write-back lands in a later 
 command's ratio is taken against the baseline of its own round; the table shows medians over the
 rounds (walls, pairwise ratios, peak RSS). The machine is shared: check `uptime` first.
 
-`--checkout LABEL=DIR` also runs each variant with `PYTHONPATH=DIR`: another copy of the code
-(e.g. `git archive <commit>` unpacked, with engine/_gguf_kernels*.so copied in) measured in the
-same rounds, so before/after comparisons are pairwise too.
+`--checkout LABEL=DIR[:EXTRA]` also runs each variant from another copy of the code (e.g. `git
+archive <commit>` unpacked, with engine/_gguf_kernels*.so copied in), measured in the same rounds,
+so before/after comparisons are pairwise too. `PYTHONPATH` cannot select it: the editable install
+of this checkout puts a finder for `bot`/`engine` ahead of every path entry, so the copy is run
+through `CHECKOUT_RUNNER`, which imports those packages from DIR first. EXTRA (optional, `:`
+separated) goes on `PYTHONPATH`: that copy's own pins of other packages, installed with
+`pip install --target` (e.g. its typer).
 
 Usage: .venv/bin/python benchmarks/whole_command.py [--workdir DIR] [--rounds 5]
        [--variants original,gguf-q8_0,gguf-q4_0] [--checkout before=/tmp/old ...]
@@ -41,6 +45,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, full_size_source, machine, table, time_v_report
 
 BOT = str(Path(sys.executable).with_name("bot"))
+# `bot ARGS...` with unetbot's own packages imported from the directory given as argv[1].
+CHECKOUT_RUNNER = """
+import importlib.machinery, sys
+code = sys.argv.pop(1)
+
+class FromCheckout:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if path is None and name in ("bot", "engine", "model_cards"):
+            return importlib.machinery.PathFinder.find_spec(name, [code])
+        return None
+
+sys.meta_path.insert(0, FromCheckout)
+sys.argv[0] = "bot"
+import bot, bot.cli
+assert bot.__file__.startswith(code), bot.__file__
+bot.cli.app()
+"""
 GOALS = {"original": 1.3, "gguf-q8_0": 2.0, "gguf-q4_0": 2.0}  # x (cp + sync), issue #16
 
 
@@ -66,7 +88,7 @@ def _measured(cmd: list[str], clean: list[Path]) -> dict:
 
 
 def run_rounds(
-    src_dir: Path, work: Path, variants: list[str], rounds: int, checkouts: dict[str, Path]
+    src_dir: Path, work: Path, variants: list[str], rounds: int, checkouts: dict[str, str]
 ) -> dict[str, list]:
     """name -> [{"wall_s", "peak_rss_mb", "ratio"}] per round (ratio vs that round's baseline)."""
     weights = src_dir / "unet" / "diffusion_pytorch_model.safetensors"
@@ -81,9 +103,9 @@ def run_rounds(
         for label, code in {"": None, **checkouts}.items():
             key = f"{name} [{label}]" if label else name
             out = work / f"out-{name}-{label}"
-            cmd = [BOT, "convert", str(src_dir), "--variants", name, "--skip-validation"]
-            cmd += ["--out", str(out)]
-            commands[key] = ["env", f"PYTHONPATH={code}", *cmd] if code else cmd
+            args = ["convert", str(src_dir), "--variants", name, "--skip-validation"]
+            args += ["--out", str(out)]
+            commands[key] = [BOT, *args] if code is None else _from_checkout(code, args)
             outs[key] = out
     results: dict[str, list] = {name: [] for name in commands}
     for i in range(rounds):
@@ -98,6 +120,12 @@ def run_rounds(
     for out in outs.values():
         _measured(["true"], [out])
     return results
+
+
+def _from_checkout(spec: str, args: list[str]) -> list[str]:
+    code, _, extra = spec.partition(":")
+    runner = [sys.executable, "-c", CHECKOUT_RUNNER, str(Path(code).resolve()), *args]
+    return ["env", f"PYTHONPATH={extra}", *runner] if extra else runner
 
 
 def summary_rows(results: dict[str, list]) -> list[dict]:
@@ -127,9 +155,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep/reuse the synthetic source here")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--variants", default="original,gguf-q8_0,gguf-q4_0")
-    parser.add_argument("--checkout", action="append", default=[], metavar="LABEL=DIR")
+    parser.add_argument("--checkout", action="append", default=[], metavar="LABEL=DIR[:EXTRA]")
     args = parser.parse_args()
-    checkouts = {c.split("=", 1)[0]: Path(c.split("=", 1)[1]) for c in args.checkout}
+    checkouts = dict(c.split("=", 1) for c in args.checkout)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="unetbot-whole-", dir=ROOT))
     work.mkdir(parents=True, exist_ok=True)
     try:
