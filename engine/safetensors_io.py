@@ -54,13 +54,14 @@ MAX_DIM = 2**63
 # The longest name unetbot reads or writes is ~90 characters (prefixed original names).
 MAX_NAME_CHARS = 512
 _FLUSH_EVERY = 256 * 1024 * 1024  # start writeback after each such slice
-# The page cache holds files in folios of several pages. When a copied range starts at different
-# offsets within a folio in its source and in the output, the kernel assembles every output folio
-# from two source ones, and the copy + writeback was ~20 % slower: a 1.7 GB UNet, copy_file_range
-# + fsync, paired medians against `cp` + `sync` over 7 rounds: 1.26-1.35x at unmatched offsets,
-# 1.05-1.18x where the output offset equals the source's modulo 16 KiB or more. So the header is
-# padded (spaces, as the safetensors library pads) to start the first copied range at the same
-# offset modulo `_COPY_ALIGN` as in its source: at most 64 KiB more header.
+# A copied range that starts at another offset in the output than in its source, modulo the page
+# cache's folio sizes, was ~20 % slower to copy and write back (a 1.7 GB UNet, copy_file_range +
+# fsync, paired medians against `cp` + `sync` over 7 rounds: 1.26-1.35x at unmatched offsets,
+# 1.05-1.18x where the output offset equals the source's modulo 16 KiB or more; likely because
+# each output folio is then filled from two source folios). So the header is padded (spaces, as
+# the safetensors library pads; JSON parsers skip them, stable-diffusion.cpp's nlohmann::json
+# included) to start the first copied range at the same offset modulo `_COPY_ALIGN` as in its
+# source: at most 64 KiB more header.
 _COPY_ALIGN = 64 * 1024
 
 
