@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml constraints.txt setup.py engine/_gguf_kernels.c
 demo: $(STAMP)
 	$(BIN)/bot demo
 
-# The tests spread over the machine's cores (pytest-xdist, at most 4 workers): 7.4 min instead of
-# 10.9 min on 2 cores. The full-size tests stay serial (each holds GBs of weights).
+# The tests spread over the machine's cores (pytest-xdist, at most 4 workers), a module per worker
+# at a time (`loadscope`: each module-scoped fixture, e.g. a built wheel's venv, is made once):
+# 7.1 min instead of 10.9 min serial on 2 cores. The full-size tests stay serial (GBs each).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
