@@ -22,7 +22,7 @@ def gguf_source(t: OutputTensor) -> GGUFSource:
     def load():
         return read_tensor_array(t.source, t.spec).reshape(t.shape)
 
-    raw_at = (t.source.path, t.source.data_start + t.spec.start)
+    raw_at = (t.source.path, t.source_offset)
     return GGUFSource(t.name, t.shape, t.spec.dtype, load, raw_at)
 
 

@@ -236,6 +236,11 @@ class OutputTensor:
     def nbytes(self) -> int:
         return math.prod(self.shape) * DTYPE_SIZES[self.dtype]
 
+    @property
+    def source_offset(self) -> int:
+        """Absolute offset of the source bytes in their file."""
+        return self.source.data_start + self.spec.start
+
 
 def encode_header(
     tensors: Sequence[OutputTensor], metadata: dict[str, str], data_offset: int = 0
@@ -278,14 +283,14 @@ def write_safetensors(
     runs = _contiguous_runs(tensors)
     with OutputHash() as digest:
         with atomic_output(out_path) as tmp, open(tmp, "wb") as dst:
-            header = encode_header(tensors, metadata, _source_offset(runs[0][0]) if runs else 0)
+            header = encode_header(tensors, metadata, runs[0][0].source_offset if runs else 0)
             digest.add(header)
             dst.write(header)
             dst.flush()
             for run in runs:
                 first = run[0]
                 if first.dtype == first.spec.dtype:
-                    start = _source_offset(first)
+                    start = first.source_offset
                     length = sum(t.spec.nbytes for t in run)
                     digest.add_range(first.source.path, start, length)
                     _copy_range(first.source.path, start, length, dst)
@@ -300,10 +305,6 @@ def write_safetensors(
             dst.flush()
         streamed = digest.hexdigest()
     return streamed if streamed and stamps.unchanged() else sha256_file(out_path)
-
-
-def _source_offset(tensor: OutputTensor) -> int:
-    return tensor.source.data_start + tensor.spec.start
 
 
 def _contiguous_runs(tensors: Sequence[OutputTensor]) -> list[list[OutputTensor]]:

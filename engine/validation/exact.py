@@ -54,7 +54,7 @@ def expected_from(tensors: Iterable[Any]) -> list[Expected]:
             t.spec.dtype,
             tuple(t.shape),
             t.source.path,
-            t.source.data_start + t.spec.start,
+            t.source_offset,
             t.spec.nbytes,
         )
         for t in tensors

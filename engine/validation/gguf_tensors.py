@@ -112,7 +112,7 @@ def compare_tensors(
                 result.problems.append(f"{t.name}: {tensor.data.size} values, expected {n_values}")
                 continue
             if ggml_type == t.spec.dtype:
-                start = t.source.data_start + t.spec.start
+                start = t.source_offset
                 at = int(tensor.data_offset)
                 if not same_bytes_on_disk(gguf_path, at, t.source.path, start, t.spec.nbytes):
                     result.problems.append(f"{t.name}: {ggml_type} values differ from the source")
