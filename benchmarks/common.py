@@ -33,13 +33,15 @@ def measure(cmd: list[str], repeat: int = 1) -> dict:
     return best
 
 
-def time_v(cmd: list[str], cwd: Path = ROOT) -> dict:
-    """Wall time and peak RSS of `cmd` as a whole process, from GNU time's `-v` report (what
-    a user sees: imports, writes, fsyncs and validation together)."""
-    out = subprocess.run(
-        ["/usr/bin/time", "-v", *cmd], check=True, capture_output=True, text=True, cwd=cwd
-    )
-    return time_v_report(out.stderr)
+def time_v(cmd: list[str], cwd: Path = ROOT, ok: tuple[int, ...] = (0,)) -> dict:
+    """Wall time, peak RSS and exit code of `cmd` as a whole process, from GNU time's `-v` report
+    (what a user sees: imports, writes, fsyncs and validation together). An exit code outside
+    `ok` stops the benchmark with the end of the command's stderr (`bot convert` exits 4 when an
+    artifact is not validated: benchmarks that expect it pass `ok=(0, 4)`)."""
+    out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=cwd)
+    if out.returncode not in ok:
+        raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-3000:]}")
+    return {**time_v_report(out.stderr), "exit_code": out.returncode}
 
 
 def time_v_report(stderr: str) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, machine, table, time_v_report
+from benchmarks.common import ROOT, machine, table, time_v
 
 BOT = str(Path(sys.executable).with_name("bot"))
 
@@ -64,16 +64,6 @@ def build(work: Path) -> Path:
     return folder
 
 
-def timed(cmd: list[str]) -> tuple[int, float, float]:
-    """(exit code, wall seconds, peak RSS MB) of `cmd` as a whole process (GNU time -v); exit 4
-    (an artifact failed validation) is reported, not raised: the table says which."""
-    out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=ROOT)
-    if out.returncode not in (0, 4):
-        raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-3000:]}")
-    report = time_v_report(out.stderr)
-    return out.returncode, report["wall_s"], report["peak_rss_mb"]
-
-
 def rows(out: Path) -> list[dict]:
     manifest = json.loads((out / "manifest.json").read_text())
     result = []
@@ -106,10 +96,11 @@ def main() -> None:
         out = work / "out"
         load = os.getloadavg()[0]
         cmd = [BOT, "convert", str(source), "--variants", args.variants, "--publish", "none"]
-        code, wall, peak = timed([*cmd, "--out", str(out)])
+        # exit 4 (an artifact failed validation) is reported, not raised: the table says which
+        run = time_v([*cmd, "--out", str(out)], ok=(0, 4))
         print(f"machine: {machine()}; 1-minute load average before: {load:.2f}")
-        print(f"bot convert --variants {args.variants}: exit {code}, wall {wall:.0f} s, ", end="")
-        print(f"peak RSS {peak / 1024:.2f} GiB")
+        print(f"bot convert --variants {args.variants}: exit {run['exit_code']}, ", end="")
+        print(f"wall {run['wall_s']:.0f} s, peak RSS {run['peak_rss_mb'] / 1024:.2f} GiB")
         print(table(rows(out), ["variant", "status", "MB", "from", "cosine", "s"]))
 
 

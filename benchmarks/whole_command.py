@@ -35,14 +35,13 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, full_size_source, machine, table, time_v_report
+from benchmarks.common import ROOT, full_size_source, machine, table, time_v
 
 BOT = str(Path(sys.executable).with_name("bot"))
 # `bot ARGS...` with unetbot's own packages imported from the directory given as argv[1].
@@ -66,17 +65,6 @@ bot.cli.app()
 GOALS = {"original": 1.3, "gguf-q8_0": 2.0, "gguf-q4_0": 2.0}  # x (cp + sync), issue #16
 
 
-def time_v(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of `cmd` as a whole process, from GNU time's `-v` report.
-
-    Exit code 4 is accepted: `bot convert --skip-validation` reports its artifacts as not
-    validated with it (they are written and described in manifest.json, never published)."""
-    out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=ROOT)
-    if out.returncode not in (0, 4):
-        raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-2000:]}")
-    return time_v_report(out.stderr)
-
-
 def _measured(cmd: list[str], clean: list[Path]) -> dict:
     for path in clean:
         if path.is_dir():
@@ -84,7 +72,8 @@ def _measured(cmd: list[str], clean: list[Path]) -> dict:
         else:
             path.unlink(missing_ok=True)
     os.sync()  # the previous command's write-back must not land in this one's time
-    return time_v(cmd)
+    # exit 4: `--skip-validation` artifacts are written, described as not validated
+    return time_v(cmd, ok=(0, 4))
 
 
 def run_rounds(
