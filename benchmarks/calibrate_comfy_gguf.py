@@ -1,12 +1,12 @@
 """Measure the ComfyUI-GGUF-only GGUFs beside the GGUF of the same type, to set their gates.
 
 The same fixtures and method as benchmarks/calibrate_thresholds.py (which sets
-engine/thresholds.py): tiny SD1.5-family UNets (sd15, sd15-lcm, sd15-inpaint; seeds 0..N-1) with
-init-like and trained-like values (engine.synthetic `statistics`) in float16, plus bfloat16 and
-float32 LCM sources; with --full, full-size SD1.5 LCM UNets: trained-like in float16, float32
-and bfloat16, and init-like in float16. Every case is converted and validated with the gates
-opened (metrics are recorded whatever they are; the derived bounds stay and must hold), and the
-script prints per variant the worst of each metric, then, for the full-size float16 sources,
+engine/validation/thresholds.py): tiny SD1.5-family UNets (sd15, sd15-lcm, sd15-inpaint; seeds
+0..N-1) with init-like and trained-like values (engine.synthetic.models `statistics`) in float16,
+plus bfloat16 and float32 LCM sources; with --full, full-size SD1.5 LCM UNets: trained-like in
+float16, float32 and bfloat16, and init-like in float16. Every case is converted and validated with
+the gates opened (metrics are recorded whatever they are; the derived bounds stay and must hold),
+and the script prints per variant the worst of each metric, then, for the full-size float16 sources,
 each file's size against the fp16 UNet and its verdict under the registry's real gates.
 
 Usage: .venv/bin/python benchmarks/calibrate_comfy_gguf.py [--seeds 2] [--full] [--tiny-off]
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import WORST_COLUMNS, calibration_cases, merge_worst, open_gates, print_worst
-from engine.gguf_layout import COMFY_GGUF_TYPES
+from engine.writers.gguf_layout import COMFY_GGUF_TYPES
 
 COMFY = [f"comfy-gguf-{t.lower()}" for t in COMFY_GGUF_TYPES]
 SAME_TYPE = [f"gguf-{t.lower()}" for t in COMFY_GGUF_TYPES]
@@ -34,9 +34,9 @@ COLUMNS = WORST_COLUMNS
 
 def measure(root: Path, out: Path, gates: dict) -> tuple[dict[str, dict], dict[str, dict]]:
     """(worst metrics per variant with the gates opened, size and real verdict per variant)."""
-    from engine.convert import convert
-    from engine.thresholds import check
-    from engine.validation import validate_manifest
+    from engine.run.convert import convert
+    from engine.run.validate import validate_manifest
+    from engine.validation.thresholds import check
 
     manifest = convert(root, out, VARIANTS)
     unet_bytes = manifest.source["unet_bytes"]
@@ -70,7 +70,7 @@ def measure(root: Path, out: Path, gates: dict) -> tuple[dict[str, dict], dict[s
 
 
 def main() -> None:
-    from engine.synthetic import write_pipeline_folder
+    from engine.synthetic.models import write_pipeline_folder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="also the full-size LCMs")

@@ -1,20 +1,21 @@
-"""Measure validation metrics per variant over seeded models, to set engine/thresholds.py.
+"""Measure validation metrics per variant over seeded models, to set
+engine/validation/thresholds.py.
 
 Runs conversion + validation (the gates' verdicts are ignored: metrics are recorded either way)
 over tiny SD1.5-family UNets (sd15, sd15-lcm, sd15-inpaint; seeds 0..N-1) with both value
-statistics of engine.synthetic ("init", and "trained": heavy tails, per-row scales spread over
-orders of magnitude, outlier channels) in float16, plus bfloat16 and float32 LCM sources; with
+statistics of engine.synthetic.models ("init", and "trained": heavy tails, per-row scales spread
+over orders of magnitude, outlier channels) in float16, plus bfloat16 and float32 LCM sources; with
 --full, also full-size SD1.5 LCM UNets with trained-like values (float32 and bfloat16 sources,
 where accurate real GGUFs failed the old fixed diffusers-load gate). Prints, per variant, the
 worst value of every gated metric:
 
 - output gates (calibrated): min cosine (forward and LCM 4-step), max relative L2, max single
   tensor relative L2; the thresholds are these worst values with the margin stated in
-  engine/thresholds.py;
+  engine/validation/thresholds.py;
 - derived bounds (not calibrated; must stay <= 1): the worst element of a quantized tensor
   against its block quantization bound, and of diffusers' float16 dequantization against
   gguf-py's; and the worst relative L2 of diffusers' GGUF load against the same weights in
-  float32 (bound engine.thresholds.SAME_WEIGHTS).
+  float32 (bound engine.validation.thresholds.SAME_WEIGHTS).
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import WORST_COLUMNS, calibration_cases, merge_worst, open_gates, print_worst
-from engine.diffusers_quant import SCHEMES
-from engine.variants import GGUF_TYPES
+from engine.run.variants import GGUF_TYPES
+from engine.writers.diffusers_quant import SCHEMES
 
 VARIANTS = [f"gguf-{t.lower()}" for t in GGUF_TYPES] + list(SCHEMES)
 COLUMNS = (*WORST_COLUMNS, ("same_weights_rel_l2", max, "load rel L2"))
 
 
 def measure(root: Path, out: Path) -> dict[str, dict]:
-    from engine.convert import convert
-    from engine.validation import validate_manifest
+    from engine.run.convert import convert
+    from engine.run.validate import validate_manifest
 
     convert(root, out, VARIANTS)
     manifest = validate_manifest(out, root)
@@ -59,7 +60,7 @@ def measure(root: Path, out: Path) -> dict[str, dict]:
 
 
 def main() -> None:
-    from engine.synthetic import write_pipeline_folder
+    from engine.synthetic.models import write_pipeline_folder
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true", help="also full-size trained-like LCMs")

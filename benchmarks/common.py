@@ -78,7 +78,7 @@ def full_size_source(base: Path, kind: str = "sd15-lcm", with_pipeline: bool = F
     root = base / f"{kind}-full{'-pipeline' if with_pipeline else ''}"
     if not (root / "unet" / "diffusion_pytorch_model.safetensors").is_file():
         code = (
-            "from pathlib import Path; from engine.synthetic import write_pipeline_folder; "
+            "from pathlib import Path; from engine.synthetic.models import write_pipeline_folder; "
             f"write_pipeline_folder(Path({str(root)!r}), {kind!r}, 'full', 'float16', 0, "
             f"{with_pipeline!r})"
         )
@@ -123,8 +123,8 @@ def open_gates(variants: list[str]) -> dict:
     bounds stay: they hold for every correct file by construction. Returns the real gates."""
     import dataclasses
 
-    from engine.thresholds import Threshold
-    from engine.variants import VARIANTS as REGISTRY
+    from engine.run.variants import VARIANTS as REGISTRY
+    from engine.validation.thresholds import Threshold
 
     real = {name: REGISTRY[name].threshold for name in variants}
     wide_open = Threshold(-1.0, float("inf"), float("inf"))

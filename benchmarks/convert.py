@@ -18,8 +18,8 @@ from benchmarks.common import full_size_source, machine, measure, python_cmd, ta
 
 UNETBOT = """
 from pathlib import Path
-from engine.original import write_original
-from engine.source import open_source
+from engine.writers.original import write_original
+from engine.source.folder import open_source
 write_original(open_source(Path({src!r})), Path({out!r}))
 """
 
@@ -27,7 +27,7 @@ IN_MEMORY = """
 import json
 from pathlib import Path
 from safetensors.torch import load_file, save_file
-from engine.keymap import unet_keymap
+from engine.source.keymap import unet_keymap
 config = json.loads((Path({src!r}) / 'unet' / 'config.json').read_text())
 keymap = unet_keymap(config)
 state = load_file(str(Path({src!r}) / 'unet' / 'diffusion_pytorch_model.safetensors'))

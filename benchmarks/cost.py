@@ -1,12 +1,12 @@
 """Reference costs of every variant: load time, peak RSS and seconds per UNet step (64x64
-latent, batch 1, CPU) on the full-size reference model, stored in engine/cost_table.json.
+latent, batch 1, CPU) on the full-size reference model, stored in engine/cost/cost_table.json.
 
 Speed and memory depend on the architecture and the format, not on the weights' values, so this
 runs once per converter version: the cards of every published repo show these figures with the
-machine they were measured on (engine/cost_table.py). Steps: build the full-size random SD1.5
+machine they were measured on (engine/cost/table.py). Steps: build the full-size random SD1.5
 LCM fp16 pipeline (VAE + CLIP, for the full checkpoints), `bot convert --variants all` (with
 validation, so the folder is also what `bot bench` reads), then each variant in a fresh process
-in its consumer (engine/cost_run.py), TorchAO also compiled. Takes tens of minutes on 2 cores.
+in its consumer (engine/cost/run.py), TorchAO also compiled. Takes tens of minutes on 2 cores.
 
     python benchmarks/cost.py [--work DIR] [--steps 3] [--no-compile] [--no-write]
 """
@@ -27,7 +27,7 @@ from benchmarks.common import ROOT, full_size_source, table
 
 def _converted(source: Path, out: Path) -> Path:
     """`bot convert --variants all` into `out`, unless a complete manifest is already there."""
-    from engine.manifest import Manifest
+    from engine.formats.manifest import Manifest
 
     if (out / "manifest.json").is_file() and Manifest.load(out).artifacts:
         return out
@@ -67,10 +67,10 @@ def _rows(costs: list) -> list[dict]:
 
 def main() -> None:
     from engine import __version__
-    from engine.cost import settings
-    from engine.cost_run import machine_info, measure_folder
-    from engine.cost_table import ReferenceRun, save_run
-    from engine.manifest import Manifest
+    from engine.cost.model import settings
+    from engine.cost.run import machine_info, measure_folder
+    from engine.cost.table import ReferenceRun, save_run
+    from engine.formats.manifest import Manifest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="keep the fixture and outputs here")

@@ -84,11 +84,11 @@ def make_file(path: Path, size: int) -> None:
 
 
 def tiny_pipeline(work: Path) -> dict[str, bytes]:
-    """A tiny SD1.5 pipeline (no VAE/CLIP) from engine.synthetic, built in a subprocess so
+    """A tiny SD1.5 pipeline (no VAE/CLIP) from engine.synthetic.models, built in a subprocess so
     torch and diffusers never load in this process."""
     folder = work / "tiny-sd15"
     code = (
-        "from pathlib import Path; from engine.synthetic import write_pipeline_folder; "
+        "from pathlib import Path; from engine.synthetic.models import write_pipeline_folder; "
         f"write_pipeline_folder(Path({str(folder)!r}), 'sd15', 'tiny', "
         "with_vae_and_text_encoder=False)"
     )

@@ -18,7 +18,7 @@ from benchmarks.common import full_size_source, machine, measure, python_cmd, ta
 
 QUANTIZE = """
 from pathlib import Path
-from engine.diffusers_quant import quantize_unet
+from engine.writers.diffusers_quant import quantize_unet
 quantize_unet(Path({src!r}), Path({out!r}), {variant!r})
 """
 
@@ -32,7 +32,7 @@ if {variant!r} == "source":
     from diffusers import UNet2DConditionModel
     model = UNet2DConditionModel.from_pretrained({folder!r}, torch_dtype=torch.float32).eval()
 else:
-    from engine.diffusers_quant import load_quantized_unet
+    from engine.writers.diffusers_quant import load_quantized_unet
     model = load_quantized_unet(Path({folder!r}), {variant!r})
 loaded = time.perf_counter()
 g = torch.Generator().manual_seed(0)
@@ -63,7 +63,7 @@ def _metrics(out: Path, ref: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    from engine.diffusers_quant import SCHEMES
+    from engine.writers.diffusers_quant import SCHEMES
 
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         base = Path(tmp)

@@ -1,10 +1,10 @@
 """Benchmark: unetbot's streaming GGUF writer vs the gguf-py path vs `cp`, full-size SD1.5 LCM.
 
-For each GGUF type, on a random-weight full-size SD1.5 LCM fp16 UNet (engine.synthetic), three
-commands run in their own subprocess, timed by wall clock with the child's peak RSS taken from
+For each GGUF type, on a random-weight full-size SD1.5 LCM fp16 UNet (engine.synthetic.models),
+three commands run in their own subprocess, timed by wall clock with the child's peak RSS taken from
 `os.wait4`:
 
-- unetbot: `engine.gguf_writer.write_gguf` (streaming, own quantizer, fsync + rename);
+- unetbot: `engine.writers.gguf_writer.write_gguf` (streaming, own quantizer, fsync + rename);
 - unetbot_nosync: the same with fsync made a no-op, on the terms of `cp` and gguf-py, which do
   not wait for the disk (a measurement only: the bot always fsyncs);
 - gguf-py: the usual script shape, `gguf.quants.quantize` per tensor + `GGUFWriter.add_tensor` +
@@ -61,7 +61,7 @@ def _read_header(path: Path) -> tuple[int, dict]:
 
 def _sources(path: Path):
     """GGUFSources reading each tensor with pread into a fresh array (no mmap, so no RSS growth)."""
-    from engine.gguf_writer import GGUFSource
+    from engine.writers.gguf_writer import GGUFSource
 
     base, header = _read_header(path)
     fd = os.open(path, os.O_RDONLY)
@@ -85,7 +85,7 @@ def _sources(path: Path):
 
 
 def child_unetbot(src: Path, out: Path, target: str) -> None:
-    from engine.gguf_writer import write_gguf
+    from engine.writers.gguf_writer import write_gguf
 
     write_gguf(out, _sources(src), target, METADATA)
 
@@ -101,7 +101,7 @@ def child_unetbot_nosync(src: Path, out: Path, target: str) -> None:
 def child_ggufpy(src: Path, out: Path, target: str) -> None:
     import gguf
 
-    from engine.gguf_writer import TARGETS, choose_type
+    from engine.writers.gguf_writer import TARGETS, choose_type
 
     writer = gguf.GGUFWriter(path=None, arch="sd1")
     writer.add_file_type(int(TARGETS[target][1]))
@@ -123,7 +123,7 @@ def child_ggufpy(src: Path, out: Path, target: str) -> None:
 
 
 def child_build(folder: Path) -> None:
-    from engine.synthetic import write_unet_folder
+    from engine.synthetic.models import write_unet_folder
 
     write_unet_folder(folder, "sd15-lcm", "full", dtype="float16", seed=0)
 
@@ -221,7 +221,7 @@ def main() -> None:
         subprocess.run([*me, "--child", "build", "--out", str(folder)], check=True)
     size_mb = src.stat().st_size / 1e6
     parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    from engine.gguf_quants import active_kernel
+    from engine.formats.gguf_quants import active_kernel
 
     print(f"source: {src} ({size_mb:.0f} MB), {os.cpu_count()} CPUs", flush=True)
     print(f"unetbot quantizer kernel: {active_kernel()}", flush=True)

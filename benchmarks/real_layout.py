@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel
-from engine.synthetic import clip_text_config, clip_config, unet_config, vae_config
-from engine.zoo_parts import tiny_tokenizer, write_card
+from engine.synthetic.models import clip_text_config, clip_config, unet_config, vae_config
+from engine.synthetic.zoo_parts import tiny_tokenizer, write_card
 
 torch.manual_seed(0)
 pipe = StableDiffusionPipeline(

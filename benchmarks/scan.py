@@ -44,15 +44,15 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from safetensors.numpy import save  # noqa: E402
 
+from bot.client.hub import hub_for  # noqa: E402
+from bot.client.pacing import RateLimits  # noqa: E402
 from bot.config import BotConfig, BudgetConfig, PublishConfig, ScanConfig  # noqa: E402
 from bot.hub import start_hub  # noqa: E402
 from bot.hub.bulk import RepoSpec, Seeder, add_commit, seed_many  # noqa: E402
-from bot.hubclient import hub_for  # noqa: E402
-from bot.ledger_store import Location, read  # noqa: E402
-from bot.pacing import RateLimits  # noqa: E402
-from bot.plan import make_plan  # noqa: E402
+from bot.ledger.store import Location, read  # noqa: E402
+from bot.schedule.plan import make_plan  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from engine.synthetic import unet_config  # noqa: E402
+from engine.synthetic.models import unet_config  # noqa: E402
 
 BOT, OWNER_TOKEN, BOT_TOKEN = "unetbot", "hf_" + "a" * 32, "hf_" + "b" * 32
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"

@@ -5,12 +5,13 @@ original` (written, then proven by bytes and diffusers' load in fp16, no fp32 re
 `cp` + `sync` of the UNet file, each under /usr/bin/time -v. Goal: wall <= 5x the copy, peak RSS
 <= the fp16 UNet (<= 2 GB). The in-process stage figures of the same run follow.
 
-What `bot convert SRC --variants all --publish none` runs (`engine.pipeline.convert_and_validate`:
-streaming writes in a background thread overlapping validation), in-process with an RSS sampler
-that attributes the peak to the main thread's stage. `--sequential` also times the un-overlapped
-path (convert everything, then validate) in the same run, as the baseline. Goal: all variants
-converted and validated in <= 4 min wall and <= 6 GB peak RSS on a 2-core machine. Prints the
-validation metrics per variant (the numbers README and RESULTS.md quote).
+What `bot convert SRC --variants all --publish none` runs
+(`engine.run.pipeline.convert_and_validate`: streaming writes in a background thread overlapping
+validation), in-process with an RSS sampler that attributes the peak to the main thread's stage.
+`--sequential` also times the un-overlapped path (convert everything, then validate) in the same
+run, as the baseline. Goal: all variants converted and validated in <= 4 min wall and <= 6 GB peak
+RSS on a 2-core machine. Prints the validation metrics per variant (the numbers README and
+RESULTS.md quote).
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def _run(
     variants: str = "all",
 ):
     """One full run; returns (manifest, convert seconds or None, total seconds)."""
-    from engine.convert import convert
-    from engine.pipeline import convert_and_validate
-    from engine.validation import validate_manifest
+    from engine.run.convert import convert
+    from engine.run.pipeline import convert_and_validate
+    from engine.run.validate import validate_manifest
 
     start = time.perf_counter()
     if not sequential:

@@ -4,7 +4,7 @@ The in-process benchmarks (benchmarks/convert.py, benchmarks/quantize_gguf.py) t
 a user times the command: interpreter start, imports, opening and checking the source, writing,
 hashing every output for manifest.json, fsync. Here each command runs as its own process under
 GNU time (`/usr/bin/time -v`: wall clock and peak RSS), on a full-size random-weight SD1.5 LCM
-fp16 UNet (engine.synthetic, built once per work folder, in a subprocess):
+fp16 UNet (engine.synthetic.models, built once per work folder, in a subprocess):
 
 - baseline: `cp SRC DST && sync DST` of the source UNet file (the bytes an `original` holds, and
   the durability unetbot gives: it fsyncs before the rename);

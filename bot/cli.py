@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from bot import actions, ledger_cli
+from bot.actions import cli as actions
+from bot.ledger import cli as ledger_cli
 from bot.log import redact, setup_logging
 from engine.errors import ExitCode, UnetbotError, exit_code_for
 
@@ -44,7 +45,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 @app.command()
 def variants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List every variant: format, what loads it, expected size vs the fp16 UNet."""
-    from engine.variants import VARIANTS
+    from engine.run.variants import VARIANTS
 
     rows = [
         {
@@ -108,7 +109,7 @@ def convert(
 ) -> None:
     """Convert one model, validate every artifact, and optionally publish it."""
     from bot.config import PublishMode, load_config
-    from bot.job import JobRequest, run_job
+    from bot.job.run import JobRequest, run_job
     from bot.settings import load_settings
 
     try:
@@ -126,8 +127,8 @@ def convert(
         )
         hub = None
         if not Path(src).is_dir():  # a local folder never needs the Hub client (~0.5 s import)
-            from bot.hubclient import hub_for
-            from bot.pacing import RateLimits
+            from bot.client.hub import hub_for
+            from bot.client.pacing import RateLimits
 
             hub = hub_for(settings, cfg.scan.max_calls, None, RateLimits.of(cfg.budget))
         result = run_job(request, cfg, hub)
@@ -154,12 +155,12 @@ def scan(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List candidate repos on the Hub: supported, or skipped with the reason."""
+    from bot.client.hub import hub_for
+    from bot.client.pacing import RateLimits
     from bot.config import load_config
-    from bot.hubclient import hub_for
-    from bot.incremental import scan_with_ledger
-    from bot.job_hub import bot_identity
-    from bot.pacing import RateLimits
-    from bot.scan import scan as run_scan
+    from bot.discover.scan import scan as run_scan
+    from bot.job.hub_source import bot_identity
+    from bot.schedule.incremental import scan_with_ledger
     from bot.settings import load_settings
 
     try:
@@ -199,10 +200,10 @@ def plan(
     ] = True,
 ) -> None:
     """The work list (repos with something left to publish) as GitHub Actions matrices."""
+    from bot.client.hub import hub_for
+    from bot.client.pacing import RateLimits
     from bot.config import PublishMode, load_config
-    from bot.hubclient import hub_for
-    from bot.pacing import RateLimits
-    from bot.plan import make_plan, write_github_output
+    from bot.schedule.plan import make_plan, write_github_output
     from bot.settings import load_settings
 
     try:
@@ -238,7 +239,7 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-check a manifest folder: sha256 of every file, then every artifact with its loader."""
-    from engine.validation import validate_folder
+    from engine.run.validate import validate_folder
 
     try:
         manifest = validate_folder(folder, source, grid)
@@ -275,9 +276,9 @@ def bench(
 ) -> None:
     """Measure load time, peak RAM and seconds per UNet step of each variant on this machine,
     and recommend the fastest that fits."""
-    from bot.bench import BenchRequest, parse_size, run_bench
-    from bot.bench_report import render_table
-    from bot.hubclient import hub_for
+    from bot.bench.report import render_table
+    from bot.bench.run import BenchRequest, parse_size, run_bench
+    from bot.client.hub import hub_for
     from bot.settings import load_settings
 
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from engine.errors import BadInput
-from engine.variants import REPO_TARGETS, PublishTarget, parse_variant_names
+from engine.run.variants import REPO_TARGETS, PublishTarget, parse_variant_names
 
 
 class PublishMode(Enum):
@@ -58,7 +58,7 @@ DEFAULT_VARIANTS = {
 
 @dataclass
 class ScanConfig:
-    """Discovery (bot/discovery.py): listings by what the Hub indexes, not by name.
+    """Discovery (bot/discover/listing.py): listings by what the Hub indexes, not by name.
 
     Each entry of `filters` is one `list_models` listing of the repos carrying that tag (the
     `diffusers` library tag holds pipelines of every class and bare UNet repos; a
@@ -115,8 +115,8 @@ class PublishConfig:
     gguf_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["gguf"]))
     torchao_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["torchao"]))
     quanto_variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS["quanto"]))
-    # Validation grid PNG in the repo cards (LCM sources with a VAE; engine.grid): one VAE
-    # decode per variant, seconds each on a CPU, so off unless asked for.
+    # Validation grid PNG in the repo cards (LCM sources with a VAE; engine.validation.grid): one
+    # VAE decode per variant, seconds each on a CPU, so off unless asked for.
     grid: bool = False
 
     def variants_for(self, target: PublishTarget) -> list[str]:
@@ -135,7 +135,7 @@ class PublishConfig:
 
 
 def _target_of(name: str) -> PublishTarget:
-    from engine.variants import VARIANTS
+    from engine.run.variants import VARIANTS
 
     return VARIANTS[name].target
 
@@ -145,7 +145,7 @@ class BudgetConfig:
     max_repos: int = 20  # source repos converted per run
     max_download_bytes: int = 40 * 1024**3
     max_minutes: float = 300.0
-    # The Hub's rate limits the bot paces itself under (bot/pacing.py): requests per fixed
+    # The Hub's rate limits the bot paces itself under (bot/client/pacing.py): requests per fixed
     # window, per account. Defaults: a free account (hub-docs "Hub Rate limits"); a PRO
     # account has api 2500, resolvers 12000. The server's RateLimit headers win when sent.
     api_per_window: int = 1000
@@ -159,7 +159,7 @@ class BudgetConfig:
 
 @dataclass
 class LedgerConfig:
-    """The bot's memory of what it judged and published (bot/ledger.py), kept on the Hub in a
+    """The bot's memory of what it judged and published (bot/ledger/model.py), kept on the Hub in a
     dataset repo of the bot's namespace. A cache: lost or corrupt, it is rebuilt from the
     markers on the Hub."""
 

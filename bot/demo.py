@@ -11,11 +11,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.client.hub import hub_for
+from bot.client.pacing import RateLimits
 from bot.config import PublishMode, load_config
-from bot.hubclient import hub_for
-from bot.job import JobRequest, run_job
-from bot.pacing import RateLimits
-from bot.plan import make_plan
+from bot.job.run import JobRequest, run_job
+from bot.schedule.plan import make_plan
 from bot.seed import demo_config, seeded_hub
 from bot.settings import load_settings
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import HfApi
 
-from engine.synthetic import write_pipeline_folder, write_unet_folder
+from engine.synthetic.models import write_pipeline_folder, write_unet_folder
 
 OWNER = "alice"
 BOT = "unetbot"

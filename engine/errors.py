@@ -3,7 +3,7 @@
 Every expected failure, in the engine and in the bot, is one of these classes, so `bot` maps an
 exception to its documented exit code in one place (`exit_code_for`) and users get a message that
 names the file or repo and the problem. This module imports only the standard library: the
-scheduled workflow's report step (`bot/actions_summary.py`) reads the codes without installing
+scheduled workflow's report step (`bot/actions/summary.py`) reads the codes without installing
 the project.
 """
 

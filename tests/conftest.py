@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "0")
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """Factory: `tiny_pipeline(kind, layers_per_block=2, full=True)` -> a pipeline folder."""
-    from engine.synthetic import write_pipeline_folder
+    from engine.synthetic.models import write_pipeline_folder
 
     cache: dict[tuple, Path] = {}
 

@@ -75,10 +75,10 @@ def test_wheel_modules_come_from_the_wheel(installed, tmp_path):
 
 def test_wheel_renders_a_card_and_lists_variants(installed, tmp_path):
     code = (
-        "from bot.cards import CardContext, render_repo_card\n"
-        "from engine.classify import ModelKind\n"
-        "from engine.manifest import Artifact, Manifest\n"
-        "from engine.variants import PublishTarget\n"
+        "from bot.publish.cards import CardContext, render_repo_card\n"
+        "from engine.source.classify import ModelKind\n"
+        "from engine.formats.manifest import Artifact, Manifest\n"
+        "from engine.run.variants import PublishTarget\n"
         "ctx = CardContext('a/b', 'f' * 40, ModelKind.SD15, 'mit', {}, [], 'http://hub')\n"
         "a = Artifact('gguf-q8_0', 'GGUF Q8_0', 'b-Q8_0.gguf', 1, '0' * 64, ['ComfyUI-GGUF'])\n"
         "print(render_repo_card(ctx, PublishTarget.GGUF, 'bot/a__b-GGUF', Manifest({}), [a]))\n"

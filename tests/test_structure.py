@@ -2,7 +2,7 @@
 
 - `engine/` never imports `bot/` (the engine is a library the bot calls);
 - no import cycle among `bot/` modules;
-- the workflow's report step (`bot/actions_summary.py`) imports only the standard library and
+- the workflow's report step (`bot/actions/summary.py`) imports only the standard library and
   the error contract (`engine/errors.py`), itself standard-library only;
 - no module is longer than ~400 lines (data tables excepted, by name).
 """
@@ -96,7 +96,7 @@ def test_no_import_cycle_among_bot_modules():
             assert cycle is None, " -> ".join(cycle)
 
 
-@pytest.mark.parametrize("module", ["bot.actions_summary", "engine.errors"])
+@pytest.mark.parametrize("module", ["bot.actions.summary", "engine.errors"])
 def test_workflow_glue_imports_only_the_standard_library_and_the_error_contract(module):
     path = _modules()[module]
     allowed = {"engine", "engine.errors", "engine.errors.ExitCode"}

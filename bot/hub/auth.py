@@ -29,7 +29,7 @@ from typing import Any
 
 from bot.hub.errors import Forbidden, Unauthorized
 from bot.hub.model import RepoMeta
-from engine.fsio import atomic_output
+from engine.formats.fsio import atomic_output
 
 LOCAL_USER = "unetbot-local"
 TOKEN_FILE = "token"

@@ -9,7 +9,7 @@ text-to-video, image-to-video, video-to-video and text-to-audio. A class in seve
 takes the first task in that order (Flux2Pipeline is text-to-image). The Kolors entries are
 added by diffusers when sentencepiece is installed; they are listed here unconditionally.
 
-`tests/hub/test_tags.py` reads auto_pipeline.py (without importing diffusers) and checks this
+`tests/bot/hub/test_tags.py` reads auto_pipeline.py (without importing diffusers) and checks this
 table against it, so a diffusers upgrade that changes the mappings fails a test.
 """
 

@@ -4,7 +4,7 @@
     objects/lfs/ab/cdef...   LFS contents, keyed by sha256
     tmp/                     deleted repos on their way out
 
-Every object is written through `engine.fsio.atomic_output` (temp name beside the object,
+Every object is written through `engine.formats.fsio.atomic_output` (temp name beside the object,
 fsync, rename, directory fsync), so an object path holds complete, verified bytes or nothing.
 `durable=False` skips the syncs: only bulk seeding for tests and benchmarks asks for that.
 Writers of the same object take its lock first, because the temp name beside an object is
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bot.hub.model import HEX64, FileEntry, git_blob_sha1, lfs_pointer
-from engine.fsio import atomic_write_bytes
+from engine.formats.fsio import atomic_write_bytes
 
 
 class KeyedLocks:

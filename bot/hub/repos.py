@@ -7,8 +7,8 @@
         discussions/N.json   see discussions.py
 
 A commit writes its blobs, then its commit object, then moves its ref last (every file through
-`engine.fsio`), so a crash at any point leaves the repo at its previous commit; a summary found
-stale at startup (a crash between ref and summary, or an older tag rule) is derived again.
+`engine.formats.fsio`), so a crash at any point leaves the repo at its previous commit; a summary
+found stale at startup (a crash between ref and summary, or an older tag rule) is derived again.
 Commits to one repo are serialised by a per-repo lock.
 """
 
@@ -52,7 +52,7 @@ from bot.hub.model import (
     now_iso,
 )
 from bot.hub.objects import ObjectStore, lfs_entry
-from engine.fsio import atomic_write_bytes
+from engine.formats.fsio import atomic_write_bytes
 
 MAIN_REF = f"refs/heads/{DEFAULT_BRANCH}"
 _REF = re.compile(r"^refs/(heads/(?!\.\.?$)[A-Za-z0-9._-]+|pr/[0-9]+)$")

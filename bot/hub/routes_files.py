@@ -16,7 +16,7 @@ from bot.hub.http import API_REPO, SEG, Ctx, error_response, json_response, rout
 from bot.hub.model import HEX64, check_path
 from bot.hub.objects import ObjectStore
 from bot.hub.routes_commit import own_pr
-from engine.fsio import atomic_output
+from engine.formats.fsio import atomic_output
 
 _RTYPE = r"(?:(?P<rtype>dataset|space)s/)?"
 _GIT_REPO = rf"/{_RTYPE}(?P<ns>{SEG})/(?P<name>{SEG})\.git/info/lfs/objects"

@@ -1,10 +1,11 @@
-"""ComfyUI-GGUF-only GGUFs (engine.comfy_gguf): read back, ComfyUI-GGUF's rules, every tensor
-against the source, then the outputs of the weights ComfyUI-GGUF itself computes with.
+"""ComfyUI-GGUF-only GGUFs (engine.writers.comfy_gguf): read back, ComfyUI-GGUF's rules, every
+tensor against the source, then the outputs of the weights ComfyUI-GGUF itself computes with.
 
 - read back with gguf-py (`gguf.GGUFReader`), never with the code that wrote it; the natural
   shape of each reshaped tensor from its `comfy.gguf.orig_shape.<name>` field, refused unless it
   is an INT32 array, as ComfyUI-GGUF's `loader.py` `get_orig_shape` refuses it;
-- ComfyUI-GGUF's rules (engine.gguf_rules.check_comfy_gguf) and the manifest's source revision;
+- ComfyUI-GGUF's rules (engine.writers.gguf_rules.check_comfy_gguf) and the manifest's source
+revision;
 - every tensor against the source in its stored shape (engine.validation.gguf_tensors): bytes
   of the F16 tensors, gguf-py's dequantization (the independent oracle) of the quantized ones
   within each block's derived quantization bound, and the worst tensor's relative L2;
@@ -15,7 +16,7 @@ against the source, then the outputs of the weights ComfyUI-GGUF itself computes
   ComfyUI-GGUF's dequant.py, same arithmetic: `dequantize_blocks_Q8_0` etc.);
 - outputs: a float32 model holding those ComfyUI-GGUF weights (what `GGMLOps` computes with on
   CPU: float16 dequantization cast to the float32 compute dtype), the seeded probe and the LCM
-  run, against the fp32 source, within this variant's calibrated gate (engine.gguf_layout).
+  run, against the fp32 source, within this variant's calibrated gate (engine.writers.gguf_layout).
 diffusers and stable-diffusion.cpp cannot read these files (natural shapes only); nothing here
 claims they do.
 """
@@ -24,19 +25,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.gguf_rules import COMFY_ORIG_SHAPE, check_comfy_gguf
+from engine.formats.safetensors_io import output_tensor
+from engine.formats.validation_record import ValidationResult
 from engine.memory import release_memory
-from engine.original import original_tensors
-from engine.safetensors_io import output_tensor
-from engine.thresholds import diffusers_dequant_tolerance
 from engine.validation.context import Context
 from engine.validation.gguf_tensors import compare_tensors, gguf_fields, open_reader, row_chunks
 from engine.validation.outputs import output_checks
-from engine.validation.result import ValidationResult
+from engine.validation.thresholds import diffusers_dequant_tolerance
+from engine.writers.gguf_rules import COMFY_ORIG_SHAPE, check_comfy_gguf
+from engine.writers.original import original_tensors
 
 if TYPE_CHECKING:
-    from engine.manifest import Artifact
-    from engine.variants import Variant
+    from engine.formats.manifest import Artifact
+    from engine.run.variants import Variant
 
 CHECK_READ = (
     "GGUFReader + comfy.gguf.orig_shape (INT32): every tensor vs source in its stored shape, "

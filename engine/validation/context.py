@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.memory import release_memory
-from engine.source import Source
+from engine.source.folder import Source
 
 if TYPE_CHECKING:
-    from engine.probe import Probe, Reference
-    from engine.variants import Variant
+    from engine.run.variants import Variant
+    from engine.validation.probe import Probe, Reference
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Context:
             import torch
             from diffusers import UNet2DConditionModel
 
-            from engine.probe import reference_outputs
+            from engine.validation.probe import reference_outputs
 
             model = UNet2DConditionModel.from_pretrained(
                 str(self.source.unet.folder),
@@ -78,7 +78,7 @@ class Context:
 
     def small_probe(self) -> Probe:
         """One batch row at an 8x8 latent: enough to compare two loads of the same weights."""
-        from engine.probe import make_probe
+        from engine.validation.probe import make_probe
 
         probe = make_probe(dict(self.source.unet.config, sample_size=8), seed=7)
         probe.sample, probe.timesteps = probe.sample[:1], probe.timesteps[:1]

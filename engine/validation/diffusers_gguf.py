@@ -11,11 +11,11 @@ failed a fixed output-cosine gate this way). So:
 
 1. weights: for every quantized tensor, diffusers' own dequantization of the file's blocks must
    stay within the float16 rounding bound of gguf-py's values, element by element
-   (`engine.thresholds.diffusers_dequant_tolerance`, derived, not fitted);
+   (`engine.validation.thresholds.diffusers_dequant_tolerance`, derived, not fitted);
 2. load: the model diffusers builds from the file (`from_single_file` + GGUFQuantizationConfig,
    compute float32) must compute, on a small probe, what a float32 model holding those very
    float16-dequantized weights computes: the same arithmetic, so only float32 summation order
-   may differ (`engine.thresholds.SAME_WEIGHTS`).
+   may differ (`engine.validation.thresholds.SAME_WEIGHTS`).
 A swapped, misplaced or corrupted tensor fails step 1 or 2 by orders of magnitude.
 """
 
@@ -24,9 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.keymap import unet_keymap
-from engine.thresholds import SAME_WEIGHTS, check, diffusers_dequant_tolerance
+from engine.source.keymap import unet_keymap
 from engine.validation.gguf_tensors import row_chunks
+from engine.validation.thresholds import SAME_WEIGHTS, check, diffusers_dequant_tolerance
 
 
 def diffusers_dequantized(tensor: Any) -> Any:
@@ -87,8 +87,8 @@ def diffusers_load_problems(
     import torch
     from diffusers import GGUFQuantizationConfig
 
-    from engine.loaders import load_unet
-    from engine.probe import compare, forward
+    from engine.validation.loaders import load_unet
+    from engine.validation.probe import compare, forward
 
     model = load_unet(
         gguf_path,

@@ -2,26 +2,26 @@
 
 The folder is the one holding the artifact's main weights file; its scheme comes from the
 variant (the registry), so a folder written for another scheme fails to load
-(`engine.diffusers_quant.load_quantized_unet` checks the folder's quantization_config).
+(`engine.writers.diffusers_quant.load_quantized_unet` checks the folder's quantization_config).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.formats.validation_record import ValidationResult
 from engine.validation.context import Context
 from engine.validation.outputs import output_checks
-from engine.validation.result import ValidationResult
 
 if TYPE_CHECKING:
-    from engine.manifest import Artifact
-    from engine.variants import Variant
+    from engine.formats.manifest import Artifact
+    from engine.run.variants import Variant
 
 
 def validate_diffusers_quant(
     variant: Variant, artifact: Artifact, ctx: Context
 ) -> ValidationResult:
-    from engine.diffusers_quant import load_quantized_unet
+    from engine.writers.diffusers_quant import load_quantized_unet
 
     assert variant.quant_scheme is not None and variant.threshold is not None
     folder = (ctx.out_dir / artifact.path).parent

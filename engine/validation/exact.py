@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.safetensors_io import read_tensor_bytes
-from engine.source import Component
+from engine.formats.safetensors_io import read_tensor_bytes
+from engine.source.folder import Component
 
 _CHUNK = 1 << 20  # bytes compared per read: large enough for disk speed, small in memory
 
@@ -47,7 +47,7 @@ class Expected:
 
 
 def expected_from(tensors: Iterable[Any]) -> list[Expected]:
-    """`Expected` entries of `engine.original.original_tensors` output (OutputTensor)."""
+    """`Expected` entries of `engine.writers.original.original_tensors` output (OutputTensor)."""
     return [
         Expected(
             t.name,
@@ -176,7 +176,7 @@ def loaded_differences(
     size); parameters held anywhere else are compared byte for byte."""
     import torch
 
-    from engine.component_check import canonical_name
+    from engine.source.component_check import canonical_name
 
     path, offsets = file_offsets or (None, {})
     mappings = file_mappings(path) if path is not None else []

@@ -2,7 +2,8 @@
 the outputs (lossy files) or the consumer's load in the source precision (exact files).
 
 - read back with gguf-py (`gguf.GGUFReader`), never with the code that wrote it;
-- consumer rules of ComfyUI-GGUF / stable-diffusion.cpp / diffusers (`engine.gguf_rules`) and
+- consumer rules of ComfyUI-GGUF / stable-diffusion.cpp / diffusers (`engine.writers.gguf_rules`)
+and
   the manifest's source revision;
 - every tensor against the source (engine.validation.gguf_tensors): bytes for tensors in the
   source's own dtype, exact casts, and per-tensor error of quantized ones (gguf-py dequantizes);
@@ -19,10 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.gguf_rules import check_gguf
-from engine.keymap import UNET_PREFIX
+from engine.formats.validation_record import ValidationResult
 from engine.memory import release_memory
-from engine.original import original_tensors
+from engine.source.keymap import UNET_PREFIX
 from engine.validation.context import Context, PassedGGUF, exact_copy
 from engine.validation.exact import loaded_differences
 from engine.validation.gguf_tensors import (
@@ -35,13 +35,14 @@ from engine.validation.gguf_tensors import (
 )
 from engine.validation.original import EXACT
 from engine.validation.outputs import output_checks
-from engine.validation.result import ValidationResult
+from engine.writers.gguf_rules import check_gguf
+from engine.writers.original import original_tensors
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from engine.manifest import Artifact
-    from engine.variants import Variant
+    from engine.formats.manifest import Artifact
+    from engine.run.variants import Variant
 
 CHECK_READ = (
     "GGUFReader + gguf.quants.dequantize: every tensor vs source, every quantized element "
@@ -112,11 +113,11 @@ def _lossy_checks(
 ) -> list[str]:
     """Outputs of the dequantized weights vs the fp32 source, then diffusers' own GGUF path
     (UNet-only files: stable-diffusion.cpp, the full files' consumer, has no Python loader)."""
-    from engine.probe import forward
     from engine.validation.diffusers_gguf import (
         diffusers_load_problems,
         swap_in_diffusers_weights,
     )
+    from engine.validation.probe import forward
 
     assert variant.threshold is not None
     problems: list[str] = []
@@ -151,7 +152,7 @@ def _exact_load_problems(path: Path, ctx: Context) -> list[str]:
     copy): every parameter must hold the source's bytes."""
     from diffusers import GGUFQuantizationConfig
 
-    from engine.loaders import load_unet
+    from engine.validation.loaders import load_unet
 
     config, subfolder = ctx.config_args
     model = load_unet(

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.keymap import UNET_PREFIX
-from engine.safetensors_io import OutputTensor
-from engine.tensor_values import read_tensor_array
-from engine.thresholds import quantization_tolerance
+from engine.formats.safetensors_io import OutputTensor
+from engine.formats.tensor_values import read_tensor_array
+from engine.source.keymap import UNET_PREFIX
 from engine.validation.exact import same_bytes, same_bytes_on_disk
+from engine.validation.thresholds import quantization_tolerance
 
 PLAIN = ("F16", "F32")
 
@@ -192,7 +192,7 @@ def model_from_values(unet_config: dict, values: dict[str, Any]) -> Any:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from engine.loaders import to_diffusers_state_dict
+    from engine.validation.loaders import to_diffusers_state_dict
 
     state = to_diffusers_state_dict(values, unet_config)
     with torch.device("meta"):

@@ -2,7 +2,7 @@
 
 Proof, cheapest first: the header's metadata names this format and the manifest's source
 revision; every tensor's bytes equal the source tensor's bytes (streamed, engine.validation.
-exact); then the consumer's load: diffusers `from_single_file` (through `engine.loaders.
+exact); then the consumer's load: diffusers `from_single_file` (through `engine.validation.loaders.
 load_unet`, which restores the LCM cond_proj) in the source's own precision must give every
 parameter with the source's bytes and none on `meta`, and for a full checkpoint diffusers'
 AutoencoderKL loader must do the same for the VAE. No fp32 copy, no forward pass: equal bytes
@@ -13,18 +13,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.keymap import UNET_PREFIX, VAE_PREFIX, unet_keymap
-from engine.original import FORMAT_ORIGINAL, original_tensors
-from engine.safetensors_io import SafetensorsHeader, read_header
+from engine.formats.safetensors_io import SafetensorsHeader, read_header
+from engine.formats.validation_record import ValidationResult
+from engine.source.keymap import UNET_PREFIX, VAE_PREFIX, unet_keymap
 from engine.validation.context import Context
 from engine.validation.exact import Stored, byte_differences, expected_from, loaded_differences
-from engine.validation.result import ValidationResult
+from engine.writers.original import FORMAT_ORIGINAL, original_tensors
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from engine.manifest import Artifact
-    from engine.variants import Variant
+    from engine.formats.manifest import Artifact
+    from engine.run.variants import Variant
 
 EXACT = {"cosine": 1.0, "rel_l2": 0.0, "max_abs": 0.0}  # the output metrics of equal bytes
 
@@ -60,8 +60,8 @@ def validate_original(variant: Variant, artifact: Artifact, ctx: Context) -> Val
 def _consumer_load_problems(
     variant: Variant, ctx: Context, path: Path, header: SafetensorsHeader
 ) -> list[str]:
-    from engine.loaders import load_unet
     from engine.memory import release_memory
+    from engine.validation.loaders import load_unet
 
     config, subfolder = ctx.config_args
     model = load_unet(path, config, subfolder, torch_dtype=ctx.torch_dtype)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.thresholds import Threshold, check
 from engine.validation.context import Context
+from engine.validation.thresholds import Threshold, check
 
 
 def output_checks(
@@ -14,7 +14,7 @@ def output_checks(
     """Forward (and, for LCM, 4-step sampling) metrics of `model` against the reference;
     failures against `threshold` are appended to `problems`. With `ctx.grid`, the LCM sample is
     kept for the validation grid."""
-    from engine.probe import output_metrics
+    from engine.validation.probe import output_metrics
 
     metrics, sampled = output_metrics(model, ctx.reference())
     for what, values in metrics.items():

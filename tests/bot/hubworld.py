@@ -17,12 +17,12 @@ import yaml
 from huggingface_hub import HfApi, constants
 from safetensors.numpy import save
 
+from bot.client.hub import Hub
 from bot.config import BotConfig, LedgerConfig, PublishConfig, ScanConfig
 from bot.hub import start_hub
 from bot.hub.bulk import add_commit, seed_repo
-from bot.hubclient import Hub
 from bot.settings import Settings
-from engine.synthetic import unet_config
+from engine.synthetic.models import unet_config
 
 constants.HF_HUB_DISABLE_XET = True  # the embedded Hub speaks LFS (the ledger is uploaded)
 OWNER, BOT = "alice", "unetbot"
@@ -132,8 +132,8 @@ def hub_world(tmp_path: Path, rate_limits: dict | None = None) -> Iterator[World
 
 
 def real_pipeline_files(folder: Path, kind: str = "sd15-lcm", seed: int = 0) -> dict[str, bytes]:
-    """A tiny but real pipeline (engine.synthetic), for tests that convert and publish."""
-    from engine.synthetic import write_pipeline_folder
+    """A tiny but real pipeline (engine.synthetic.models), for tests that convert and publish."""
+    from engine.synthetic.models import write_pipeline_folder
 
     root = write_pipeline_folder(folder, kind, "tiny", seed=seed, with_vae_and_text_encoder=False)
     return {

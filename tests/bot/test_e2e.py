@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
+from bot.client.hub import Hub
 from bot.config import PublishMode, load_config
 from bot.demo import run_round
-from bot.hubclient import Hub
-from bot.job import JobRequest, run_job
-from bot.plan import make_plan
+from bot.job.run import JobRequest, run_job
+from bot.schedule.plan import make_plan
 from bot.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_run_killed_mid_publish_then_rerun_gives_one_pr(seeded_hub, tmp_path):
 
 
 def test_new_source_revision_is_picked_up_and_supersedes(seeded_hub, tmp_path):
-    from engine.synthetic import write_unet_folder
+    from engine.synthetic.models import write_unet_folder
 
     api = seeded_hub.owner_api()
     first = _convert(seeded_hub, "alice/tiny-lcm", "all", tmp_path / "a")
@@ -183,8 +183,8 @@ def _strict(monkeypatch, name: str) -> None:
     """Make one variant's validation fail: no quantized file can meet this bound."""
     import dataclasses
 
-    from engine.thresholds import Threshold
-    from engine.variants import VARIANTS
+    from engine.run.variants import VARIANTS
+    from engine.validation.thresholds import Threshold
 
     strict = Threshold(1.01, 0.0, 0.0)
     monkeypatch.setitem(VARIANTS, name, dataclasses.replace(VARIANTS[name], threshold=strict))
@@ -241,7 +241,7 @@ def test_grid_is_published_with_the_repo_card(seeded_hub, tmp_path):
     """--grid on an LCM pipeline with a VAE: the PNG lands in the new repo and its card shows it."""
     from bot.seed import _card as seed_card
     from bot.seed import _upload
-    from engine.synthetic import write_pipeline_folder
+    from engine.synthetic.models import write_pipeline_folder
 
     api = seeded_hub.owner_api()
     folder = write_pipeline_folder(tmp_path / "src", "sd15-lcm", "tiny")

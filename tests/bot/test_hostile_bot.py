@@ -14,10 +14,10 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
+from bot.client.hub import Hub
 from bot.config import PublishMode, load_config
 from bot.hub.bulk import seed_repo
-from bot.hubclient import Hub
-from bot.job import JobRequest, run_job
+from bot.job.run import JobRequest, run_job
 from bot.settings import load_settings
 from engine.errors import ExitCode, PolicySkipped
 
@@ -71,7 +71,7 @@ def test_token_with_a_trailing_newline_works_and_never_leaks(seeded_hub, tmp_pat
         assert proc.returncode == 0, proc.stderr[-2000:]
         outputs += [proc.stdout, proc.stderr]
     summary = subprocess.run(
-        [sys.executable, "-m", "bot.actions_summary", "out"],
+        [sys.executable, "-m", "bot.actions.summary", "out"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -135,8 +135,8 @@ def test_a_hostile_repo_is_a_skipped_row_not_the_end_of_the_run(seeded_hub, tmp_
 
 
 def test_same_named_repos_of_two_owners_never_share_a_target(seeded_hub, tmp_path):
-    from bot.state import target_repo
-    from engine.variants import PublishTarget
+    from bot.publish.state import target_repo
+    from engine.run.variants import PublishTarget
 
     a = target_repo(PublishTarget.GGUF, "alice/foo", "unetbot")
     b = target_repo(PublishTarget.GGUF, "bob/foo", "unetbot")
@@ -177,7 +177,7 @@ def test_superseded_prs_left_open_by_a_killed_run_are_closed_by_the_next(seeded_
     """The crash window: a run opens the new revision's PR and dies before closing the old one
     (here the close call keeps failing); the next run sees two open PRs and closes the old."""
     from engine.errors import HubError
-    from engine.synthetic import write_unet_folder
+    from engine.synthetic.models import write_unet_folder
 
     config = load_config(seeded_hub.config_path)
     owner = seeded_hub.owner_api()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.synthetic import write_pipeline_folder
+from engine.synthetic.models import write_pipeline_folder
 
 # Heavy for start-up, and not needed to copy bytes: numeric, Hub client, HTTP, templates, CLI
 # value validation (typer 0.29's pydantic adapters), and the models' own libraries.

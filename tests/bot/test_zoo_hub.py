@@ -1,6 +1,6 @@
-"""The real-world zoo (engine/zoo.py: repos written by diffusers/transformers `save_pretrained`,
-legacy layouts, adapters, ControlNets...) seeded into the embedded Hub: what the bot decides for
-each repo from the Hub alone, what it downloads, and what it publishes."""
+"""The real-world zoo (engine/synthetic/zoo.py: repos written by diffusers/transformers
+`save_pretrained`, legacy layouts, adapters, ControlNets...) seeded into the embedded Hub: what the
+bot decides for each repo from the Hub alone, what it downloads, and what it publishes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
+from bot.client.hub import Hub
 from bot.config import PublishMode, load_config
-from bot.hubclient import Hub
-from bot.job import JobRequest, run_job
+from bot.job.run import JobRequest, run_job
 from bot.settings import load_settings
 from engine.errors import ExitCode
-from engine.zoo import ZOO, build_zoo
+from engine.synthetic.zoo import ZOO, build_zoo
 
 CARD = {"license": "creativeml-openrail-m", "library_name": "diffusers", "tags": ["diffusers"]}
 

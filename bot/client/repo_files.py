@@ -1,0 +1,108 @@
+"""Which files of a Hub repo the engine needs, chosen from the file list alone.
+
+No rule of its own: the weight selection is `engine.source.layout` (the same function
+`engine.source.folder` applies to the downloaded folder), so the bot downloads exactly the files the
+engine will read, never a pickle, a `non_ema` set or an fp32 file a half-precision output does not
+need.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+
+from engine.source.layout import (
+    COMPONENT_STEMS,
+    LICENSE_NAMES,
+    Precision,
+    pickle_files,
+    select_for,
+    select_weights,
+)
+
+_SMALL_FILES = ("model_index.json",)
+Precisions = Precision | Iterable[Precision]
+
+
+def _folder(component: str, unet_folder: str) -> str:
+    return unet_folder if component == "unet" else component
+
+
+def _precisions(precisions: Precisions) -> tuple[Precision, ...]:
+    if isinstance(precisions, str):
+        return (Precision(precisions),)
+    return tuple(Precision(p) for p in precisions)
+
+
+def weight_files(
+    files: Mapping[str, int] | Iterable[str],
+    component: str,
+    precision: Precision = Precision.MAIN,
+    unet_folder: str = "unet",
+) -> list[str] | None:
+    """Paths of the weight set `component` is read from at `precision` (index first when
+    sharded); None if it has no safetensors weights. `unet_folder` is "" for a bare UNet repo."""
+    chosen = select_weights(
+        files, _folder(component, unet_folder), COMPONENT_STEMS[component], precision
+    )
+    return list(chosen.paths) if chosen is not None else None
+
+
+def has_pickle_only(
+    files: Mapping[str, int] | Iterable[str], component: str, unet_folder: str = "unet"
+) -> bool:
+    files = list(files)
+    return weight_files(files, component, unet_folder=unet_folder) is None and bool(
+        pickle_files(files, _folder(component, unet_folder))
+    )
+
+
+def has_component(files: Mapping[str, int] | Iterable[str], component: str) -> bool:
+    files = list(files)
+    return f"{component}/config.json" in files and weight_files(files, component) is not None
+
+
+def needed_files(
+    files: Mapping[str, int] | Iterable[str],
+    full: bool = False,
+    vae: bool = False,
+    *,
+    precisions: Precisions = Precision.MAIN,
+    components: Iterable[str] | None = None,
+    unet_folder: str = "unet",
+) -> list[str]:
+    """Exact paths to download: the small files (model_index.json, licences, each component's
+    config.json) and, per component, the weight set of each precision asked for (deduplicated):
+    `Precision.HALF` for quantized outputs, `(Precision.MAIN, Precision.HALF)` for a PR that
+    mirrors the main weights and, when the repo has one, the fp16 variant.
+
+    `components` defaults to the UNet, plus the VAE when `vae` (the validation grid decodes
+    with it) and the VAE + text encoder when `full`. A component lacking its config or weights
+    is left out (the engine then notes it and offers no full checkpoint)."""
+    files = list(files)
+    present = set(files)
+    if components is None:
+        components = (
+            ("unet", "vae", "text_encoder") if full else ("unet", "vae") if vae else ("unet",)
+        )
+    chosen_precisions = _precisions(precisions)
+    wanted = [p for p in _SMALL_FILES if p in present]
+    wanted += [p for p in LICENSE_NAMES if p in present]
+    for component in dict.fromkeys(components):
+        folder = _folder(component, unet_folder)
+        config = f"{folder}/config.json" if folder else "config.json"
+        sets = select_for(files, folder, COMPONENT_STEMS[component], chosen_precisions)
+        if config not in present or not sets:
+            continue
+        wanted.append(config)
+        for weight_set in sets:
+            wanted += [p for p in weight_set.paths if p not in wanted]
+    return wanted
+
+
+def bytes_matching(files: Mapping[str, int], patterns: Iterable[str]) -> int:
+    """Total size of the files that download `patterns` (paths or globs) would fetch."""
+    patterns = list(patterns)
+    return sum(
+        size for path, size in files.items() if any(fnmatch.fnmatch(path, p) for p in patterns)
+    )

@@ -1,0 +1,169 @@
+"""The Hub side of a job: who the bot is, judging the repo, which targets still lack this
+revision (and the ledger's word on them), fetching only the needed files, converting, and
+publishing what passed. Imported only for a Hub source, so converting a local folder never pays
+for the Hub client's imports (about half a second of a whole `bot convert`, issue #16)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.choice import VariantChoice, choose_variants
+from bot.client.hub import Hub
+from bot.config import BotConfig, PublishMode
+from bot.discover.scan import Candidate, judge, model_info
+from bot.job.convert_stage import convert_stage
+from bot.job.fetch import FetchRequest, fetch
+from bot.job.ledger_hooks import JobLedger, job_ledger
+from bot.job.types import JobRequest, JobResult
+from bot.publish.cards import CardContext
+from bot.publish.commit import execute, plan_pr, plan_repo
+from bot.publish.state import Target, close_superseded_prs, target_for, target_state
+from engine import __version__
+from engine.errors import BadInput
+from engine.formats.manifest import Artifact
+from engine.run.variants import PublishTarget
+from engine.source.classify import ModelKind
+from engine.source.folder import LICENSE_NAMES
+from engine.writers.original import Provenance
+
+log = logging.getLogger("unetbot.job")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the bot is on this Hub: its user ('' without a token) and its repos' namespace."""
+
+    user: str
+    namespace: str
+
+
+def bot_identity(hub: Hub, config: BotConfig) -> Identity:
+    if not hub.settings.token:
+        return Identity("", config.publish.namespace)
+    me = hub.call("whoami", hub.api.whoami)
+    return Identity(me["name"], config.publish.namespace or me["name"])
+
+
+def pending_targets(
+    hub: Hub,
+    candidate: Candidate,
+    choice: VariantChoice,
+    mode: PublishMode,
+    me: Identity,
+    ledger: JobLedger | None = None,
+) -> dict[PublishTarget, Target]:
+    """Targets that have variants to publish and lack this source revision (or, per the
+    ledger, its inputs). Superseded open PRs of the bot are closed here, whenever seen (the
+    crash-window repair)."""
+    pending: dict[PublishTarget, Target] = {}
+    for kind in mode.targets:
+        if not choice.per_target.get(kind) or (kind.is_pr and candidate.pr_skip):
+            continue
+        if ledger is not None and ledger.settled(candidate, kind):
+            continue
+        target = target_for(kind, candidate.repo_id, me.namespace)
+        state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
+        if state.superseded_prs:
+            close_superseded_prs(hub, candidate.repo_id, state.superseded_prs, candidate.sha)
+        if not state.done:
+            pending[kind] = target
+    return pending
+
+
+def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
+    result = JobResult(request.source, Path(request.out))
+    me = bot_identity(hub, config)
+    if request.publish is not PublishMode.NONE and not me.user:
+        raise BadInput("publishing needs HF_TOKEN (a write token for the bot's account)")
+    candidate = judge(hub, model_info(hub, request.source, request.revision), config, "")
+    if not candidate.supported:
+        result.skipped, result.exit_code = candidate.reason, candidate.refusal
+        return result
+    choice = choose_variants(request.variants, request.publish, candidate.facts, config)
+    result.notes += choice.notes
+    if candidate.pr_skip and PublishTarget.PR in request.publish.targets:
+        result.notes.append(f"no pull request: {candidate.pr_skip}")
+    ledger = job_ledger(hub, config, me.user, me.namespace, request.publish, request.dry_run)
+    pending = pending_targets(hub, candidate, choice, request.publish, me, ledger)
+    chosen = choice.for_targets(pending) if request.publish is not PublishMode.NONE else choice
+    result.planned = [v.name for v in chosen.variants]
+    result.targets = [t.describe() for t in pending.values()]
+    if request.publish is not PublishMode.NONE and not pending:
+        held = ledger.held_back(candidate, choice, request.publish) if ledger else []
+        result.skipped = (
+            f"not redone: {', '.join(held)} failed validation for these inputs with unetbot "
+            f"{__version__} (the ledger retries when either changes)"
+            if held
+            else f"already published for revision {candidate.sha[:12]}"
+        )
+        return result
+    if request.dry_run or not chosen.variants:
+        return result
+    grid = (request.grid or config.publish.grid) and candidate.is_lcm  # see engine.validation.grid
+    fetched = FetchRequest(
+        candidate.repo_id,
+        candidate.sha,
+        candidate.files,
+        full_pipeline=any(v.full_checkpoint for v in chosen.variants),
+        vae=grid,
+        precisions=tuple(dict.fromkeys(v.precision for v in chosen.variants)),
+        unet_folder=candidate.unet_folder,
+    )
+    snapshot = fetch(hub, fetched, config.budget.max_download_bytes)
+    stem = candidate.repo_id.split("/")[-1]
+    provenance = Provenance(candidate.repo_id, candidate.sha)
+    convert_stage(request, result, snapshot, chosen, provenance, stem, grid)
+    assert result.manifest is not None
+    ctx = _card_context(candidate, hub.settings.endpoint)
+    for kind, target in pending.items():
+        artifacts = [a for a in result.manifest.artifacts if a.variant in chosen.names(kind)]
+        passed = [a for a in artifacts if a.passed]
+        left_out = {a.variant: _why(a) for a in artifacts if not a.passed}
+        if left_out:
+            result.left_out[kind.key] = left_out
+            result.notes.append(
+                f"{target.repo_id}: left out {', '.join(left_out)} (failed validation)"
+            )
+        if not passed:
+            log.warning("%s: nothing passed validation, nothing published", target.repo_id)
+            continue
+        if kind.is_pr:
+            plan = plan_pr(ctx, result.out, passed, left_out)
+        else:
+            plan = plan_repo(
+                hub, ctx, target, result.out, result.manifest, passed, snapshot, left_out,
+                unet_folder=candidate.unet_folder or ".",
+            )  # fmt: skip
+        url = execute(hub, plan, me.user)
+        result.published.append(url)
+        result.published_to[kind.key] = url
+        if kind.is_pr:
+            state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
+            close_superseded_prs(hub, candidate.repo_id, state.superseded_prs, candidate.sha, url)
+    if ledger is not None:
+        ledger.record(hub, candidate, pending, chosen, result)
+    return result
+
+
+def _why(artifact: Artifact) -> str:
+    reason = artifact.validation.reason if artifact.validation else "not validated"
+    return reason if len(reason) <= 300 else reason[:297] + "..."
+
+
+def _card_context(candidate: Candidate, endpoint: str) -> CardContext:
+    extra = {
+        k: candidate.card_data[k]
+        for k in ("license_name", "license_link")
+        if k in candidate.card_data
+    }
+    return CardContext(
+        source_repo=candidate.repo_id,
+        source_revision=candidate.sha,
+        kind=candidate.kind or ModelKind.SD15,
+        licence=candidate.licence,
+        licence_extra=extra,
+        licence_files=[n for n in LICENSE_NAMES if n in candidate.files],
+        endpoint=endpoint,
+    )

@@ -1,0 +1,60 @@
+"""One source through the whole cycle: judge -> pending targets -> fetch -> convert + validate
+-> publish. `bot convert`, each matrix job of the scheduled workflow (`bot actions convert`),
+`bot demo` and the tests all run this one path: a `JobRequest` in, a `JobResult` out.
+
+A local folder is a source like a Hub repo whose fetch returns its own path and whose targets
+are never published. Expected failures raise `engine.errors` exceptions (the CLI maps them to
+exit codes); a refusal (unsupported model, policy, bad input found from the file list) is a
+result with its exit code, so the scheduled run can report it beside the others.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.choice import choose_variants
+from bot.config import BotConfig, PublishMode
+from bot.job.convert_stage import convert_stage
+from bot.job.types import JobRequest, JobResult
+from engine.errors import BadInput, ExitCode
+from engine.run.convert import source_facts
+from engine.source.folder import open_source
+from engine.writers.original import Provenance
+
+if TYPE_CHECKING:
+    from bot.client.hub import Hub
+
+__all__ = ["JobRequest", "JobResult", "run_job"]
+
+
+def run_job(request: JobRequest, config: BotConfig, hub: Hub | None = None) -> JobResult:
+    """Run one job; `hub` is needed for a Hub source (a local folder never touches the Hub)."""
+    if request.publish is not PublishMode.NONE and not request.validate:
+        raise BadInput("--skip-validation cannot be combined with publishing")
+    if Path(request.source).is_dir():
+        if request.publish is not PublishMode.NONE:
+            raise BadInput(f"{request.source}: publishing needs a Hub repo id, not a local folder")
+        return _run_local(request, config)
+    if hub is None:
+        raise BadInput(f"{request.source}: not a local folder, and no Hub to fetch it from")
+    from bot.job.hub_source import run_hub  # the Hub client's imports, only for a Hub source
+
+    return run_hub(request, config, hub)
+
+
+def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
+    result = JobResult(request.source, Path(request.out))
+    source = open_source(Path(request.source))  # judge: configs and headers only
+    if not source.classification.supported:
+        result.skipped = source.classification.reason
+        result.exit_code = ExitCode.UNSUPPORTED
+        return result
+    choice = choose_variants(request.variants, request.publish, source_facts(source), config)
+    result.planned = [v.name for v in choice.variants]
+    result.notes += choice.notes
+    if request.dry_run:
+        return result
+    grid = request.grid and source.classification.is_lcm
+    convert_stage(request, result, Path(request.source), choice, Provenance(), None, grid)
+    return result

@@ -1,0 +1,185 @@
+"""`bot plan --json`: the work list as GitHub Actions matrices, one entry per source repo.
+
+The plan is one incremental pass (bot/schedule/incremental.py) over what discovery lists
+(bot/discover/listing.py), with the ledger (bot/ledger/model.py) as its memory: unchanged repos cost
+no Hub call, changed ones a `model_info`, and only new inputs a judgement. For each supported
+candidate, each publish target is settled by the ledger's records when they speak for this
+source (published, or failed validation with this converter version, which is not redone),
+else by the Hub's own markers (bot/ledger/target_check.py), whose answer is recorded. The ledger is
+saved once at the end, merged with any run that wrote meanwhile.
+
+GitHub caps a matrix at 256 jobs, so entries are split into chunks of at most 256; the
+workflow fans out one convert job per entry of each chunk. Repos beyond the run budget are
+listed as deferred (the next scheduled run picks them up): new revisions of repos already
+published first, then the most downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.choice import VariantChoice, choose_variants
+from bot.client.hub import Hub
+from bot.config import BotConfig, PublishMode
+from bot.discover.listing import Listing, list_repos
+from bot.job.hub_source import Identity, bot_identity
+from bot.ledger.model import Outcome
+from bot.ledger.rebuild import open_book
+from bot.ledger.store import LedgerBook
+from bot.ledger.target_check import HubTargets
+from bot.publish.state import Target, target_for
+from bot.schedule.incremental import Seen, run_pass
+from engine import __version__
+from engine.errors import BudgetExhausted, HubError, HubRateLimited, PolicySkipped
+from engine.run.variants import PublishTarget
+
+log = logging.getLogger("unetbot.plan")
+MAX_MATRIX = 256
+MAX_CHUNKS = 4  # the workflow has this many fan-out jobs (4 x 256 repos per run at most)
+
+
+@dataclass
+class Plan:
+    entries: list[dict] = field(default_factory=list)
+    done: list[dict] = field(default_factory=list)
+    # Refusals decided this run (new or changed), and targets held back by a failure.
+    skipped: list[dict] = field(default_factory=list)
+    deferred: list[dict] = field(default_factory=list)
+    unchanged: int = 0  # repos settled from the ledger without a Hub call
+    calls: int = 0  # Hub requests (API + resolver) the plan made
+
+    def chunks(self, size: int = MAX_MATRIX) -> list[dict]:
+        return [{"include": self.entries[i : i + size]} for i in range(0, len(self.entries), size)]
+
+    def to_dict(self, size: int = MAX_MATRIX) -> dict:
+        return {
+            "count": len(self.entries),
+            "chunks": self.chunks(size),
+            "done": self.done,
+            "skipped": self.skipped,
+            "deferred": self.deferred,
+            "unchanged": self.unchanged,
+            "calls": self.calls,
+        }
+
+
+@dataclass
+class _Targets:
+    """Settles a candidate's publish targets: the ledger's records first, else the Hub."""
+
+    hub_targets: HubTargets
+    book: LedgerBook | None
+    me: Identity
+
+    def pending(
+        self, seen: Seen, kinds: list[PublishTarget], choice: VariantChoice
+    ) -> tuple[list[Target], list[str]]:
+        """(targets left to publish, why others are held back)."""
+        c = seen.candidate
+        entry = self.book.entry(c.repo_id) if self.book else None
+        pending: list[Target] = []
+        held: list[str] = []
+        for kind in kinds:
+            if not choice.per_target.get(kind) or (kind.is_pr and c.pr_skip):
+                continue
+            target = target_for(kind, c.repo_id, self.me.namespace)
+            state = entry.target(kind, c.sha, c.fingerprint, __version__) if entry else None
+            if state is None:
+                try:
+                    record = self.hub_targets.check(c, target)
+                except PolicySkipped as exc:
+                    held.append(f"{kind.key}: {exc}")
+                    continue
+                if self.book is not None:
+                    self.book.add_target(c.repo_id, kind.key, record)
+                    entry = self.book.entry(c.repo_id)
+                state = record.status
+            if state is Outcome.FAILED:
+                failure = entry.failure(kind, c.sha, c.fingerprint) if entry else None
+                names = ", ".join(failure.variants) if failure else "a variant"
+                held.append(
+                    f"{kind.key}: {names} failed validation with converter {__version__} for "
+                    "these inputs; retried when the source or the converter changes"
+                )
+            elif state is Outcome.PENDING:
+                pending.append(target)
+        return pending, held
+
+
+def make_plan(
+    hub: Hub, config: BotConfig, mode: PublishMode | None = None, *, use_ledger: bool = True
+) -> Plan:
+    start = hub.requests
+    mode = mode or PublishMode.parse(config.publish.mode)
+    me = bot_identity(hub, config)
+    book = open_book(hub, config, me.user, me.namespace, rebuild_lost=True) if use_ledger else None
+    plan = Plan()
+    try:
+        listing = list_repos(hub, config.scan)
+    except (BudgetExhausted, HubRateLimited) as exc:
+        log.warning("listing stopped (%s): nothing is planned this run", exc)
+        listing = Listing([], complete=False)
+    settle = _Targets(HubTargets(hub, me.user, me.namespace), book, me)
+    todo: list[tuple[Seen, dict]] = []
+
+    def on_candidate(seen: Seen) -> None:
+        c = seen.candidate
+        row = {"repo_id": c.repo_id, "revision": c.sha}
+        if not c.supported:
+            if seen.fresh:
+                plan.skipped.append({**row, "reason": c.reason})
+            return
+        choice = choose_variants("auto", mode, c.facts, config)
+        targets, held = settle.pending(seen, list(mode.targets), choice)
+        if targets:
+            kind = c.kind.value if c.kind else ""
+            keys = ",".join(t.kind.key for t in targets)
+            todo.append((seen, {**row, "kind": kind, "targets": keys}))
+        elif held:  # listed every run: a held-back target is a problem to look at
+            plan.skipped.append({**row, "reason": "; ".join(held)})
+        else:
+            plan.done.append({**row, "reason": "already published for this revision"})
+
+    report = run_pass(hub, config, me.namespace, book, listing, on_candidate)
+    # New revisions of repos already published first, then the most used.
+    todo.sort(key=lambda t: (not t[0].urgent, -t[0].listed.downloads, t[0].listed.repo_id))
+    for seen, entry in todo:
+        if len(plan.entries) < config.budget.max_repos:
+            plan.entries.append(entry)
+        else:
+            plan.deferred.append({**_row(seen), "reason": "run budget (max_repos) reached"})
+    plan.deferred += [
+        {"repo_id": listed.repo_id, "revision": listed.sha, "reason": reason}
+        for listed, reason in report.deferred
+    ]
+    plan.unchanged = report.unchanged
+    if book is not None:
+        try:
+            book.save(hub)
+        except HubError as exc:  # the next run re-learns what this one found
+            log.warning("the ledger was not saved: %s", exc)
+    plan.calls = hub.requests - start
+    return plan
+
+
+def _row(seen: Seen) -> dict:
+    return {"repo_id": seen.candidate.repo_id, "revision": seen.candidate.sha}
+
+
+def write_github_output(plan: Plan, path: Path) -> None:
+    """`chunk_0..chunk_3` (matrix JSON or empty), `count` and `has_work` for the workflow."""
+    chunks = plan.chunks()
+    if len(chunks) > MAX_CHUNKS:
+        overflow = [e for c in chunks[MAX_CHUNKS:] for e in c["include"]]
+        plan.deferred += [{**e, "reason": "more than 1024 repos in one run"} for e in overflow]
+        plan.entries = plan.entries[: MAX_CHUNKS * MAX_MATRIX]
+        chunks = chunks[:MAX_CHUNKS]
+    with open(path, "a", encoding="utf-8") as f:
+        for i in range(MAX_CHUNKS):
+            value = json.dumps(chunks[i], separators=(",", ":")) if i < len(chunks) else ""
+            f.write(f"chunk_{i}={value}\n")
+        f.write(f"count={len(plan.entries)}\n")
+        f.write(f"has_work={'true' if plan.entries else 'false'}\n")

@@ -1,0 +1,95 @@
+"""The derived validation bounds: they hold for every correct file, trained-like weights
+included, and break for a wrong block; and which variants are exact copies."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from engine.validation.diffusers_gguf import diffusers_dequantized
+from engine.validation.thresholds import diffusers_dequant_tolerance, quantization_tolerance
+
+TYPES = ("Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1")
+
+
+def trained_like(seed: int, source_dtype: str) -> np.ndarray:
+    """Heavy tails, per-row scales over four orders of magnitude (rows reach float16's
+    subnormal range), a few outlier columns; rounded to the source dtype like a checkpoint."""
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal((64, 256)) * np.exp(0.6 * rng.standard_normal((64, 256)))
+    values *= np.exp(2.0 * rng.standard_normal((64, 1))) * 0.01
+    values[:, rng.choice(256, 3, replace=False)] *= 6
+    values = torch.from_numpy(values.astype(np.float32))
+    cast = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    return values.to(cast[source_dtype]).float().numpy()
+
+
+class _Blocks:
+    """A gguf-py reader tensor's two fields diffusers_dequantized reads."""
+
+    def __init__(self, data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> None:
+        self.data, self.tensor_type = data, qtype
+
+
+@pytest.mark.parametrize("source_dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("qtype", TYPES)
+def test_bounds_hold_for_correct_quantization(qtype, source_dtype):
+    kind = gguf.GGMLQuantizationType[qtype]
+    for seed in range(3):
+        source = trained_like(seed, source_dtype)
+        blocks = gguf.quants.quantize(source, kind)
+        ours = torch.from_numpy(gguf.quants.dequantize(blocks, kind))
+        source_t = torch.from_numpy(source)
+        error = (ours.double() - source_t.double()).abs()
+        ratio = error / quantization_tolerance(source_t, qtype)
+        assert ratio.max() <= 1.0
+        assert ratio.max() > 0.5  # tight: the worst element uses most of its bound
+        theirs = diffusers_dequantized(_Blocks(blocks, kind)).reshape(ours.shape)
+        assert theirs.dtype == torch.float16  # diffusers 0.42.1 dequantizes in float16
+        diff = (theirs.double() - ours.double()).abs()
+        assert (diff / diffusers_dequant_tolerance(ours, qtype)).max() <= 1.0
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+def test_quantization_bound_breaks_for_a_wrong_scale(qtype):
+    kind = gguf.GGMLQuantizationType[qtype]
+    source = trained_like(0, "float16")
+    blocks = gguf.quants.quantize(source, kind).copy()
+    scale = blocks[0, :2].view(np.float16)  # the first block's fp16 scale d
+    scale *= np.float16(1.25)  # the largest code then lands 2 steps (Q4_0) or more off
+    wrong = torch.from_numpy(gguf.quants.dequantize(blocks, kind))
+    source_t = torch.from_numpy(source)
+    ratio = (wrong.double() - source_t.double()).abs() / quantization_tolerance(source_t, qtype)
+    assert ratio.max() > 1.0
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+def test_dequant_bound_breaks_beyond_float16_rounding(qtype):
+    kind = gguf.GGMLQuantizationType[qtype]
+    blocks = gguf.quants.quantize(trained_like(1, "float32"), kind)
+    ours = torch.from_numpy(gguf.quants.dequantize(blocks, kind))
+    off = ours * (1 + 2.0**-8)  # 8 float16 ulps: more than any rounding diffusers does
+    diff = (off.double() - ours.double()).abs()
+    assert (diff / diffusers_dequant_tolerance(ours, qtype)).max() > 1
+
+
+def test_exact_copies_are_what_holds_the_source_bytes(tmp_path):
+    from engine.run.variants import VARIANTS, Family
+    from engine.source.folder import open_source
+    from engine.synthetic.models import write_pipeline_folder
+    from engine.validation.context import exact_copy, needs_reference
+
+    f16 = open_source(write_pipeline_folder(tmp_path / "f16", "sd15", "tiny", "float16"))
+    bf16 = open_source(write_pipeline_folder(tmp_path / "bf16", "sd15", "tiny", "bfloat16"))
+    originals = {name for name, v in VARIANTS.items() if v.family is Family.ORIGINAL}
+    assert {name for name, v in VARIANTS.items() if exact_copy(v, f16)} == originals | {
+        "gguf-f16",
+        "gguf-full-f16",
+    }
+    assert {name for name, v in VARIANTS.items() if exact_copy(v, bf16)} == originals
+    exact_variants = [VARIANTS["original"], VARIANTS["gguf-f16"]]
+    assert not needs_reference(exact_variants, f16)
+    assert needs_reference(exact_variants, bf16)
+    assert needs_reference([VARIANTS["gguf-q8_0"]], f16)
