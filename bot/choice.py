@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from bot.config import BotConfig, PublishMode
 from engine.errors import BadInput
-from engine.run.variants import VARIANTS, PublishTarget, SourceFacts, Variant, parse_variant_names
+from engine.run.selection import SourceFacts, parse_variant_names
+from engine.run.variants import VARIANTS, PublishTarget, Variant
 
 
 @dataclass(frozen=True)

@@ -156,10 +156,10 @@ def scan(
 ) -> None:
     """List candidate repos on the Hub: supported, or skipped with the reason."""
     from bot.client.hub import hub_for
+    from bot.client.identity import bot_identity
     from bot.client.pacing import RateLimits
     from bot.config import load_config
     from bot.discover.scan import scan as run_scan
-    from bot.job.hub_source import bot_identity
     from bot.schedule.incremental import scan_with_ledger
     from bot.settings import load_settings
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from engine.errors import BadInput
-from engine.run.variants import REPO_TARGETS, PublishTarget, parse_variant_names
+from engine.run.selection import parse_variant_names
+from engine.run.variants import REPO_TARGETS, PublishTarget
 
 
 class PublishMode(Enum):

@@ -27,7 +27,8 @@ from engine.cost.run import machine_info, measure_folder, plan_measurements
 from engine.errors import BadInput, HubNotFound
 from engine.formats.config_json import read_json_file
 from engine.formats.manifest import MANIFEST_NAME, Artifact, Manifest
-from engine.run.variants import parse_variant_names, variant
+from engine.run.selection import parse_variant_names
+from engine.run.variants import variant
 
 PUBLISHED_MANIFEST = "unetbot-manifest.json"  # what bot/publish/commit.py uploads with every repo
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # ~2 KB per artifact: 2000x what a repo holds

@@ -32,7 +32,7 @@ from bot.discover.listing import list_repos
 from bot.discover.policy import RepoFacts, licence_of, policy_skip, size_skip
 from engine.errors import BadInput, BudgetExhausted, ExitCode, HubRateLimited, UnetbotError
 from engine.formats.config_json import parse_json_object
-from engine.run.variants import SourceFacts
+from engine.run.selection import SourceFacts
 from engine.source.checkpoint_match import match_original_checkpoint
 from engine.source.classify import ModelKind, classify_unet
 from engine.source.layout import COMPONENT_STEMS, FP16, Precision, weight_sets

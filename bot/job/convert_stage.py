@@ -12,13 +12,14 @@ from bot.progress import stage_bar
 from engine.errors import ExitCode
 from engine.run.convert import convert as engine_convert
 from engine.run.pipeline import convert_and_validate
+from engine.source.weight_sets import WeightSets
 from engine.writers.original import Provenance
 
 
 def convert_stage(
     request: JobRequest,
     result: JobResult,
-    source_dir: Path,
+    source: WeightSets | Path,
     choice: VariantChoice,
     provenance: Provenance,
     stem: str | None,
@@ -30,11 +31,9 @@ def convert_stage(
     names = [v.name for v in choice.variants]
     if request.validate:
         with stage_bar("convert + validate") as hook:
-            result.manifest = convert_and_validate(
-                source_dir, out, names, provenance, stem, hook, grid
-            )
+            result.manifest = convert_and_validate(source, out, names, provenance, stem, hook, grid)
     else:
         with stage_bar("convert") as hook:
-            result.manifest = engine_convert(source_dir, out, names, provenance, stem, hook)
+            result.manifest = engine_convert(source, out, names, provenance, stem, hook)
     if result.failed():
         result.exit_code = ExitCode.VALIDATION_FAILED

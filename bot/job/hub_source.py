@@ -1,4 +1,4 @@
-"""The Hub side of a job: who the bot is, judging the repo, which targets still lack this
+"""The Hub side of a job: judging the repo, which targets still lack this
 revision (and the ledger's word on them), fetching only the needed files, converting, and
 publishing what passed. Imported only for a Hub source, so converting a local folder never pays
 for the Hub client's imports (about half a second of a whole `bot convert`, issue #16)."""
@@ -6,11 +6,11 @@ for the Hub client's imports (about half a second of a whole `bot convert`, issu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.choice import VariantChoice, choose_variants
 from bot.client.hub import Hub
+from bot.client.identity import Identity, bot_identity
 from bot.config import BotConfig, PublishMode
 from bot.discover.scan import Candidate, judge, model_info
 from bot.job.convert_stage import convert_stage
@@ -29,21 +29,6 @@ from engine.source.folder import LICENSE_NAMES
 from engine.writers.original import Provenance
 
 log = logging.getLogger("unetbot.job")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who the bot is on this Hub: its user ('' without a token) and its repos' namespace."""
-
-    user: str
-    namespace: str
-
-
-def bot_identity(hub: Hub, config: BotConfig) -> Identity:
-    if not hub.settings.token:
-        return Identity("", config.publish.namespace)
-    me = hub.call("whoami", hub.api.whoami)
-    return Identity(me["name"], config.publish.namespace or me["name"])
 
 
 def pending_targets(

@@ -19,7 +19,7 @@ from bot.job.convert_stage import convert_stage
 from bot.job.types import JobRequest, JobResult
 from engine.errors import BadInput, ExitCode
 from engine.run.convert import source_facts
-from engine.source.folder import open_source
+from engine.source.weight_sets import WeightSets
 from engine.writers.original import Provenance
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def run_job(request: JobRequest, config: BotConfig, hub: Hub | None = None) -> J
 
 def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
     result = JobResult(request.source, Path(request.out))
-    source = open_source(Path(request.source))  # judge: configs and headers only
+    sets = WeightSets(Path(request.source))  # opened once: judged here, then converted
+    source = sets.main  # judge: configs and headers only
     if not source.classification.supported:
         result.skipped = source.classification.reason
         result.exit_code = ExitCode.UNSUPPORTED
@@ -56,5 +57,5 @@ def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
     if request.dry_run:
         return result
     grid = request.grid and source.classification.is_lcm
-    convert_stage(request, result, Path(request.source), choice, Provenance(), None, grid)
+    convert_stage(request, result, sets, choice, Provenance(), None, grid)
     return result

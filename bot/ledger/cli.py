@@ -29,9 +29,9 @@ def _fail(exc: UnetbotError) -> None:
 
 def _context(config: Path | None):
     from bot.client.hub import hub_for
+    from bot.client.identity import bot_identity
     from bot.client.pacing import RateLimits
     from bot.config import load_config
-    from bot.job.hub_source import bot_identity
     from bot.settings import load_settings
 
     settings = load_settings()

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from bot.choice import VariantChoice, choose_variants
 from bot.client.hub import Hub
+from bot.client.identity import Identity, bot_identity
 from bot.config import BotConfig, PublishMode
 from bot.discover.listing import Listing, list_repos
-from bot.job.hub_source import Identity, bot_identity
 from bot.ledger.model import Outcome
 from bot.ledger.rebuild import open_book
 from bot.ledger.store import LedgerBook

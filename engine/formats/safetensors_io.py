@@ -295,7 +295,7 @@ def write_safetensors(
                     digest.add_range(first.source.path, start, length)
                     _copy_range(first.source.path, start, length, dst)
                 else:
-                    from engine.formats.tensor_values import cast_bytes  # NumPy: only when casting
+                    from engine.formats.float_casts import cast_bytes  # NumPy: only when casting
 
                     for t in run:
                         raw = read_tensor_bytes(t.source, t.spec)

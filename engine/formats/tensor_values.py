@@ -1,4 +1,4 @@
-"""Tensor values as NumPy arrays, and float casts between F16, BF16 and F32.
+"""Tensor values as NumPy arrays (the casts between F16, BF16 and F32: engine.formats.float_casts).
 
 Apart from engine.formats.safetensors_io (bytes, headers, copies) so that work which only moves
 bytes (an `original` copy, a dry run) never imports NumPy: ~0.15 s of every command's start-up.
@@ -8,63 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.formats.safetensors_io import (
-    FLOAT_DTYPES,
-    SafetensorsHeader,
-    TensorSpec,
-    read_tensor_bytes,
-)
+from engine.formats.float_casts import NUMPY_DTYPES, bf16_to_f32
+from engine.formats.safetensors_io import SafetensorsHeader, TensorSpec, read_tensor_bytes
 
 
 def read_tensor_array(header: SafetensorsHeader, spec: TensorSpec) -> np.ndarray:
     """The tensor's values as float16/float32 NumPy (BF16 widened exactly to float32)."""
-    raw = np.frombuffer(read_tensor_bytes(header, spec), dtype=_NUMPY[spec.dtype])
+    raw = np.frombuffer(read_tensor_bytes(header, spec), dtype=NUMPY_DTYPES[spec.dtype])
     if spec.dtype == "BF16":
         raw = bf16_to_f32(raw)
     return raw.reshape(spec.shape)
-
-
-_NUMPY = {
-    "F16": np.float16,
-    "F32": np.float32,
-    "BF16": np.uint16,
-    "F64": np.float64,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
-    "U16": np.uint16,
-    "U32": np.uint32,
-    "U64": np.uint64,
-}
-
-
-def bf16_to_f32(raw: np.ndarray) -> np.ndarray:
-    return (raw.astype(np.uint32) << 16).view(np.float32)
-
-
-def f32_to_bf16(values: np.ndarray) -> np.ndarray:
-    """Round-to-nearest-even like torch's `.to(torch.bfloat16)`; NaN stays a quiet NaN."""
-    bits = values.astype(np.float32, copy=False).view(np.uint32)
-    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-    nan = np.isnan(values)
-    if nan.any():
-        rounded[nan] = ((bits[nan] >> 16) | 0x0040).astype(np.uint16)
-    return rounded
-
-
-def cast_bytes(data: bytes, src: str, dst: str) -> bytes:
-    """Convert raw tensor bytes between F16, BF16 and F32 (other dtypes are never cast)."""
-    if src == dst:
-        return data
-    if src not in FLOAT_DTYPES or dst not in FLOAT_DTYPES:
-        raise ValueError(f"cannot cast {src} to {dst}")
-    values = np.frombuffer(data, dtype=_NUMPY[src])
-    f32 = bf16_to_f32(values) if src == "BF16" else values.astype(np.float32)
-    if dst == "F32":
-        return f32.tobytes()
-    if dst == "F16":
-        return f32.astype(np.float16).tobytes()
-    return f32_to_bf16(f32).tobytes()

@@ -1,6 +1,7 @@
 """Run a list of variants on one source and describe the results in a manifest.
 
-This is the engine's entry point for the bot: `convert(source_dir, out_dir, variants, ...)`.
+This is the engine's entry point for the bot: `convert(source, out_dir, variants, ...)`, where
+`source` is a folder or the `WeightSets` a caller already opened (engine.source.weight_sets).
 A variant that fails to write raises (nothing partial is left: every writer writes to a temp name
 and renames); validation is a separate step (`engine.validation`) that fills each artifact's
 `validation` field.
@@ -17,9 +18,11 @@ from pathlib import Path
 from engine.errors import BadInput, UnsupportedArchitecture
 from engine.formats.manifest import Artifact, Manifest, describe_files
 from engine.memory import release_memory
-from engine.run.variants import SourceFacts, Variant, resolve_variants
-from engine.source.folder import Source, open_source
+from engine.run.selection import SourceFacts, resolve_variants
+from engine.run.variants import Variant
+from engine.source.folder import Source
 from engine.source.layout import Precision
+from engine.source.weight_sets import WeightSets, weight_sets
 from engine.writers.original import Provenance
 
 log = logging.getLogger("unetbot.engine")
@@ -101,41 +104,28 @@ class Run:
         return self.sources[variant.precision]
 
 
-def open_sources(
-    source_dir: Path, variants: str | list[str], precision: Precision | None = None
-) -> tuple[dict[Precision, Source], list[Variant]]:
-    """Open the source once per weight set the variants read (engine.source.layout's rule), and
-    plan.
-
-    Each variant reads its own precision (`Variant.precision`): the exact originals the main
-    weights, everything stored in half precision the fp16 variant when the folder has one
-    beside main weights. Where both precisions select the same files, one Source serves both.
-    `precision` forces one weight set for every variant."""
-    if precision is not None:
-        source = open_source(Path(source_dir), precision)
-        return {p: source for p in Precision}, plan_variants(source, variants)
-    main = open_source(Path(source_dir), Precision.MAIN)
-    chosen = plan_variants(main, variants)
-    half = main
-    if main.fp16_twin_available and any(v.precision is Precision.HALF for v in chosen):
-        half = open_source(Path(source_dir), Precision.HALF)
-    return {Precision.MAIN: main, Precision.HALF: half}, chosen
-
-
 def start_run(
-    source_dir: Path,
+    source: WeightSets | Path,
     out_dir: Path,
     variants: str | list[str],
     provenance: Provenance = Provenance(),
     stem: str | None = None,
     precision: Precision | None = None,
 ) -> Run:
-    """Open and check the whole source, resolve the variants, then create `out_dir`.
+    """Open and check the whole source (unless `source` was opened already), resolve the
+    variants, then create `out_dir`.
 
     Every check that can refuse the input (layout, configs, every header of every file, every
-    tensor name and shape) runs in `open_source` and `plan_variants`, before the folder is
-    created: a refused source leaves the output location exactly as it was."""
-    sources, chosen = open_sources(source_dir, variants, precision)
+    tensor name and shape) runs when a weight set is opened and in `plan_variants`, before the
+    folder is created: a refused source leaves the output location exactly as it was. Each
+    variant reads its own weight set (`Variant.precision`, engine.source.weight_sets); the fp16
+    variant is opened only when a chosen variant reads it."""
+    sets = weight_sets(source, precision)
+    chosen = plan_variants(sets.main, variants)
+    sources = {
+        p: sets.read_as(p) if any(v.precision is p for v in chosen) else sets.main
+        for p in Precision
+    }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     primary = sources[Precision.HALF]
@@ -190,7 +180,7 @@ def write_variant(run: Run, variant: Variant, earlier: dict) -> Artifact:
 
 
 def convert(
-    source_dir: Path,
+    source: WeightSets | Path,
     out_dir: Path,
     variants: str | list[str],
     provenance: Provenance = Provenance(),
@@ -198,8 +188,8 @@ def convert(
     progress: ProgressHook | None = None,
     precision: Precision | None = None,
 ) -> Manifest:
-    """Write every requested variant of `source_dir` into `out_dir` and save the manifest."""
-    run = start_run(source_dir, out_dir, variants, provenance, stem, precision)
+    """Write every requested variant of `source` into `out_dir` and save the manifest."""
+    run = start_run(source, out_dir, variants, provenance, stem, precision)
     earlier: dict = {}
     for i, variant in enumerate(run.variants):
         if progress:

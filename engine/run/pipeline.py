@@ -29,6 +29,7 @@ from engine.run.validate import import_loaders, validate_artifact, write_validat
 from engine.run.variants import Variant
 from engine.run.variants import variant as variant_named
 from engine.source.layout import Precision
+from engine.source.weight_sets import WeightSets
 from engine.validation.context import Context, needs_reference
 from engine.writers.original import Provenance
 
@@ -38,7 +39,7 @@ _FINISHED = object()  # the writer thread's last message
 
 
 def convert_and_validate(
-    source_dir: Path,
+    source: WeightSets | Path,
     out_dir: Path,
     variants: str | list[str],
     provenance: Provenance = Provenance(),
@@ -50,10 +51,10 @@ def convert_and_validate(
     """Write and validate every requested variant; the manifest lists them in plan order.
 
     Each artifact is validated against the source it was made from (one validation context
-    per weight set read: engine.run.convert.open_sources). With `grid`, also the validation grid
+    per weight set read: engine.source.weight_sets). With `grid`, also the validation grid
     PNG (engine.validation.grid), from the half-precision source's context where the lossy variants
     are."""
-    run = start_run(source_dir, out_dir, variants, provenance, stem, precision)
+    run = start_run(source, out_dir, variants, provenance, stem, precision)
     total = 2 * len(run.variants) + int(grid)
     step = 0
 
@@ -98,7 +99,7 @@ def convert_and_validate(
 
         for ctx in contexts.values():
             mine = [v for v in run.variants if context(v.name) is ctx]
-            if needs_reference(mine, ctx.source):
+            if needs_reference([v.check for v in mine], ctx.source):
                 if progress:
                     progress("fp32 reference outputs", step, total)
                 ctx.reference()

@@ -17,8 +17,8 @@ from engine.formats.manifest import Artifact, Manifest, sha256_file
 from engine.formats.validation_record import ValidationResult
 from engine.memory import release_memory
 from engine.run.variants import variant
-from engine.source.folder import open_source
 from engine.source.layout import Precision
+from engine.source.weight_sets import WeightSets
 from engine.validation.context import Context, needs_reference
 
 log = logging.getLogger("unetbot.validate")
@@ -105,23 +105,22 @@ def validate_manifest(
     if not source_path.is_dir():
         raise MissingFile(f"{source_path}: source folder for validation not found (--source)")
     revision = manifest.source.get("revision", "")
-    contexts: dict[Precision, Context] = {}
+    sets = WeightSets(source_path)
+    contexts: dict[Precision, Context] = {}  # one Context per weight set opened
 
     def context(artifact: Artifact) -> Context:
         """The artifact's own source: the weight set it was made from (manifest details)."""
         precision = Precision(artifact.details.get("source_precision", Precision.MAIN))
         if precision not in contexts:
-            source = open_source(source_path, precision)
-            same = next(
-                (c for c in contexts.values() if c.source.unet.files == source.unet.files), None
-            )
+            source = sets.read_as(precision)
+            same = next((c for c in contexts.values() if c.source is source), None)
             contexts[precision] = same or Context(source, out_dir, revision, grid)
         return contexts[precision]
 
     for artifact in manifest.artifacts:  # references now, while no artifact model is in memory
         ctx = context(artifact)
         mine = [variant(a.variant) for a in manifest.artifacts if context(a) is ctx]
-        if needs_reference(mine, ctx.source):
+        if needs_reference([v.check for v in mine], ctx.source):
             ctx.reference()
     release_memory()
     for i, artifact in enumerate(manifest.artifacts):

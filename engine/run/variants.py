@@ -12,20 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import BadInput
 from engine.formats.safetensors_io import write_safetensors
 from engine.source.layout import Precision
-from engine.validation.thresholds import THRESHOLDS, Threshold
+from engine.validation.check import Check
+from engine.validation.thresholds import COMFY_THRESHOLDS, THRESHOLDS, Threshold
 from engine.writers.diffusers_quant import SCHEMES, QuantScheme
-from engine.writers.gguf_layout import (
-    COMFY_GGUF_SIZE,
-    COMFY_GGUF_TYPES,
-    COMFY_THRESHOLDS,
-    GGUFLayout,
-)
+from engine.writers.gguf_layout import COMFY_GGUF_SIZE, COMFY_GGUF_TYPES, GGUFLayout
 from engine.writers.original import Provenance, original_metadata, original_tensors
 
 if TYPE_CHECKING:
@@ -89,8 +86,8 @@ class Written:
 
 # (variant, source, out_dir, stem, provenance, what earlier variants of this run wrote)
 Writer = Callable[["Variant", "Source", Path, str, Provenance, dict[str, Written]], Written]
-# (variant, artifact, validation context) -> validation result
-Validator = Callable[["Variant", "Artifact", Any], Any]
+# (what to expect of the artifact, the artifact, validation context) -> validation result
+Validator = Callable[[Check, "Artifact", Any], Any]
 
 
 @dataclass(frozen=True)
@@ -127,10 +124,17 @@ class Variant:
     def needs_full_pipeline(self) -> bool:
         return self.full_checkpoint
 
+    @cached_property
+    def check(self) -> Check:
+        """What its validator is told: the facts of this entry that decide how it is proven."""
+        return Check(
+            self.name, self.full_checkpoint, self.gguf_type, self.quant_scheme, self.threshold
+        )
+
     @property
     def lossless(self) -> bool:
         """No quantization: the file holds the source's tensors (bytes, or a float cast)."""
-        return self.threshold is None or self.gguf_type == "F16"
+        return self.check.lossless
 
     def write(
         self, source: Source, out_dir: Path, stem: str, provenance: Provenance, earlier: dict
@@ -138,7 +142,7 @@ class Variant:
         return self.writer(self, source, out_dir, stem, provenance, earlier)
 
     def validate(self, artifact: Artifact, ctx: Any) -> Any:
-        return self.validator(self, artifact, ctx)
+        return self.validator(self.check, artifact, ctx)
 
 
 # ---------------------------------------------------------------- writers
@@ -216,28 +220,28 @@ def _write_diffusers_quant(
 # ---------------------------------------------------------------- validators (lazy: torch)
 
 
-def _validate_original(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+def _validate_original(check: Check, artifact: Artifact, ctx: Any) -> Any:
     from engine.validation.original import validate_original
 
-    return validate_original(variant, artifact, ctx)
+    return validate_original(check, artifact, ctx)
 
 
-def _validate_gguf(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+def _validate_gguf(check: Check, artifact: Artifact, ctx: Any) -> Any:
     from engine.validation.gguf_file import validate_gguf
 
-    return validate_gguf(variant, artifact, ctx)
+    return validate_gguf(check, artifact, ctx)
 
 
-def _validate_comfy_gguf(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+def _validate_comfy_gguf(check: Check, artifact: Artifact, ctx: Any) -> Any:
     from engine.validation.comfy_gguf import validate_comfy_gguf
 
-    return validate_comfy_gguf(variant, artifact, ctx)
+    return validate_comfy_gguf(check, artifact, ctx)
 
 
-def _validate_diffusers_quant(variant: Variant, artifact: Artifact, ctx: Any) -> Any:
+def _validate_diffusers_quant(check: Check, artifact: Artifact, ctx: Any) -> Any:
     from engine.validation.diffusers_quant import validate_diffusers_quant
 
-    return validate_diffusers_quant(variant, artifact, ctx)
+    return validate_diffusers_quant(check, artifact, ctx)
 
 
 # ---------------------------------------------------------------- the registry
@@ -371,45 +375,3 @@ def variant(name: str) -> Variant:
     if name not in VARIANTS:
         raise BadInput(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
     return VARIANTS[name]
-
-
-def parse_variant_names(spec: str | list[str]) -> list[str]:
-    """The names of a comma list (or list), deduplicated in order; `all` stays a name here."""
-    names = spec if isinstance(spec, list) else [s.strip() for s in spec.split(",") if s.strip()]
-    if not names:
-        raise BadInput("no variants given; see `bot variants`")
-    names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n != "all" and n not in VARIANTS]
-    if unknown:
-        raise BadInput(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    return names
-
-
-@dataclass(frozen=True)
-class SourceFacts:
-    """What decides whether a variant applies to a source (known before any download)."""
-
-    has_full_pipeline: bool  # VAE + text encoder usable: full checkpoints apply
-    fp16_twin: bool = False  # main weights and an fp16 variant: the PR's fp16 twins apply
-
-    def applies(self, variant: Variant) -> bool:
-        return (self.has_full_pipeline or not variant.full_checkpoint) and (
-            self.fp16_twin or not variant.fp16_twin
-        )
-
-    def why_not(self, variant: Variant) -> str:
-        if variant.full_checkpoint and not self.has_full_pipeline:
-            return "the source has no VAE + text encoder in diffusers layout"
-        if variant.fp16_twin and not self.fp16_twin:
-            return "the source has no fp16 variant beside its main weights"
-        return ""
-
-
-def resolve_variants(spec: str | list[str], facts: SourceFacts | None = None) -> list[Variant]:
-    """Expand a comma list (or `all`) into variants in registry order; `all` keeps only those
-    that apply to the source when its facts are known."""
-    names = parse_variant_names(spec)
-    if "all" in names:
-        return [v for v in VARIANTS.values() if facts is None or facts.applies(v)]
-    wanted = set(names)
-    return [v for v in VARIANTS.values() if v.name in wanted]

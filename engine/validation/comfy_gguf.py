@@ -16,7 +16,8 @@ revision;
   ComfyUI-GGUF's dequant.py, same arithmetic: `dequantize_blocks_Q8_0` etc.);
 - outputs: a float32 model holding those ComfyUI-GGUF weights (what `GGMLOps` computes with on
   CPU: float16 dequantization cast to the float32 compute dtype), the seeded probe and the LCM
-  run, against the fp32 source, within this variant's calibrated gate (engine.writers.gguf_layout).
+  run, against the fp32 source, within its calibrated gate
+  (engine.validation.thresholds.COMFY_THRESHOLDS).
 diffusers and stable-diffusion.cpp cannot read these files (natural shapes only); nothing here
 claims they do.
 """
@@ -37,7 +38,7 @@ from engine.writers.original import original_tensors
 
 if TYPE_CHECKING:
     from engine.formats.manifest import Artifact
-    from engine.run.variants import Variant
+    from engine.validation.check import Check
 
 CHECK_READ = (
     "GGUFReader + comfy.gguf.orig_shape (INT32): every tensor vs source in its stored shape, "
@@ -129,10 +130,10 @@ def swap_in_comfy_weights(
     return problems, {"worst_bound_ratio": worst_ratio, "worst_rel_l2": worst_rel}
 
 
-def validate_comfy_gguf(variant: Variant, artifact: Artifact, ctx: Context) -> ValidationResult:
+def validate_comfy_gguf(check: Check, artifact: Artifact, ctx: Context) -> ValidationResult:
     from engine.validation.gguf_tensors import model_from_values
 
-    threshold = variant.threshold
+    threshold = check.threshold
     assert threshold is not None
     path = ctx.out_dir / artifact.path
     reader, unreadable = open_reader(path)
@@ -171,7 +172,7 @@ def validate_comfy_gguf(variant: Variant, artifact: Artifact, ctx: Context) -> V
     release_memory()
     model = model_from_values(ctx.source.unet.config, compared.unet)
     compared.unet.clear()  # the model holds the values now; `del model` must free them
-    metrics.update(output_checks(model, ctx, variant.name, threshold, problems))
+    metrics.update(output_checks(model, ctx, check.name, threshold, problems))
     checks.append(CHECK_OUTPUTS)
     del model
     release_memory()

@@ -15,7 +15,7 @@ from engine.memory import release_memory
 from engine.source.folder import Source
 
 if TYPE_CHECKING:
-    from engine.run.variants import Variant
+    from engine.validation.check import Check
     from engine.validation.probe import Probe, Reference
 
 
@@ -88,24 +88,25 @@ class Context:
         return probe
 
 
-def exact_copy(variant: Variant, source: Source) -> bool:
-    """Whether `variant` written from `source` holds the source's bytes, tensor by tensor.
+def exact_copy(check: Check, source: Source) -> bool:
+    """Whether the artifact of `check`, written from `source`, holds the source's bytes, tensor
+    by tensor.
 
     Originals copy every tensor's bytes; a GGUF of a float type stores each tensor in that type,
     which is the source's own encoding when every tensor of the components it holds already has
     that dtype (an F16 GGUF of an F16 source). Anything else (quantized, or a float cast from
     F32/BF16) changes values and needs output checks. The validators prove this expectation
     tensor by tensor: an artifact expected exact whose bytes differ fails."""
-    if not variant.lossless:
+    if not check.lossless:
         return False
-    if variant.gguf_type is None:
+    if check.gguf_type is None:
         return True
     components = [source.unet]
-    if variant.full_checkpoint:
+    if check.full_checkpoint:
         components += [c for c in (source.vae, source.text_encoder) if c is not None]
-    return all(spec.dtype == variant.gguf_type for c in components for _, spec in c.tensors())
+    return all(spec.dtype == check.gguf_type for c in components for _, spec in c.tensors())
 
 
-def needs_reference(variants: list[Variant], source: Source) -> bool:
-    """Whether any of these variants is checked against the fp32 reference outputs."""
-    return any(not exact_copy(v, source) for v in variants)
+def needs_reference(checks: list[Check], source: Source) -> bool:
+    """Whether any of these artifacts is checked against the fp32 reference outputs."""
+    return any(not exact_copy(c, source) for c in checks)

@@ -1,7 +1,7 @@
 """Diffusers-quantized folders (TorchAO, Quanto): reloaded as users load them, then the probe.
 
-The folder is the one holding the artifact's main weights file; its scheme comes from the
-variant (the registry), so a folder written for another scheme fails to load
+The folder is the one holding the artifact's main weights file; its scheme comes from its
+`Check` (the registry entry's), so a folder written for another scheme fails to load
 (`engine.writers.diffusers_quant.load_quantized_unet` checks the folder's quantization_config).
 """
 
@@ -15,19 +15,17 @@ from engine.validation.outputs import output_checks
 
 if TYPE_CHECKING:
     from engine.formats.manifest import Artifact
-    from engine.run.variants import Variant
+    from engine.validation.check import Check
 
 
-def validate_diffusers_quant(
-    variant: Variant, artifact: Artifact, ctx: Context
-) -> ValidationResult:
+def validate_diffusers_quant(check: Check, artifact: Artifact, ctx: Context) -> ValidationResult:
     from engine.writers.diffusers_quant import load_quantized_unet
 
-    assert variant.quant_scheme is not None and variant.threshold is not None
+    assert check.quant_scheme is not None and check.threshold is not None
     folder = (ctx.out_dir / artifact.path).parent
-    model = load_quantized_unet(folder, variant.quant_scheme)
+    model = load_quantized_unet(folder, check.quant_scheme)
     problems: list[str] = []
-    metrics = output_checks(model, ctx, variant.name, variant.threshold, problems)
+    metrics = output_checks(model, ctx, check.name, check.threshold, problems)
     del model
     checks = ["diffusers from_pretrained reload", "probe forward vs fp32 source"]
     return ValidationResult.from_problems(problems, metrics, checks)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from engine.formats.manifest import Artifact
-    from engine.run.variants import Variant
+    from engine.validation.check import Check
 
 CHECK_READ = (
     "GGUFReader + gguf.quants.dequantize: every tensor vs source, every quantized element "
@@ -51,11 +51,11 @@ CHECK_READ = (
 CHECK_RULES = "consumer rules: ComfyUI-GGUF, stable-diffusion.cpp, diffusers"
 
 
-def validate_gguf(variant: Variant, artifact: Artifact, ctx: Context) -> ValidationResult:
-    qtype, full, threshold = variant.gguf_type, variant.full_checkpoint, variant.threshold
+def validate_gguf(check: Check, artifact: Artifact, ctx: Context) -> ValidationResult:
+    qtype, full, threshold = check.gguf_type, check.full_checkpoint, check.threshold
     assert qtype is not None and threshold is not None
     path = ctx.out_dir / artifact.path
-    exact = exact_copy(variant, ctx.source)
+    exact = exact_copy(check, ctx.source)
     reader, unreadable = open_reader(path)
     if reader is None:
         return ValidationResult.from_problems([unreadable], {}, [CHECK_READ])
@@ -101,15 +101,15 @@ def validate_gguf(variant: Variant, artifact: Artifact, ctx: Context) -> Validat
                 "parameter byte-equal to the source, none on meta"
             )
     else:
-        problems += _lossy_checks(variant, ctx, path, compared.unet, metrics, checks)
+        problems += _lossy_checks(check, ctx, path, compared.unet, metrics, checks)
     if not problems and not full:
         outputs = {k: metrics[k] for k in ("output", "lcm_4step") if k in metrics}
-        ctx.gguf_passed[qtype] = PassedGGUF(variant.name, path, outputs, worst, bound_ratio)
+        ctx.gguf_passed[qtype] = PassedGGUF(check.name, path, outputs, worst, bound_ratio)
     return ValidationResult.from_problems(problems, metrics, checks)
 
 
 def _lossy_checks(
-    variant: Variant, ctx: Context, path: Path, unet: dict, metrics: dict, checks: list[str]
+    check: Check, ctx: Context, path: Path, unet: dict, metrics: dict, checks: list[str]
 ) -> list[str]:
     """Outputs of the dequantized weights vs the fp32 source, then diffusers' own GGUF path
     (UNet-only files: stable-diffusion.cpp, the full files' consumer, has no Python loader)."""
@@ -119,13 +119,13 @@ def _lossy_checks(
     )
     from engine.validation.probe import forward
 
-    assert variant.threshold is not None
+    assert check.threshold is not None
     problems: list[str] = []
     model = model_from_values(ctx.source.unet.config, unet)
     unet.clear()  # the model holds the values now; `del model` must free them (3.4 GB)
-    metrics.update(output_checks(model, ctx, variant.name, variant.threshold, problems))
+    metrics.update(output_checks(model, ctx, check.name, check.threshold, problems))
     checks.append("probe forward of dequantized weights vs fp32 source")
-    if variant.full_checkpoint:
+    if check.full_checkpoint:
         del model
         release_memory()
         return problems

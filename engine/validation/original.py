@@ -24,12 +24,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from engine.formats.manifest import Artifact
-    from engine.run.variants import Variant
+    from engine.validation.check import Check
 
 EXACT = {"cosine": 1.0, "rel_l2": 0.0, "max_abs": 0.0}  # the output metrics of equal bytes
 
 
-def validate_original(variant: Variant, artifact: Artifact, ctx: Context) -> ValidationResult:
+def validate_original(check: Check, artifact: Artifact, ctx: Context) -> ValidationResult:
     path = ctx.out_dir / artifact.path
     header = read_header(path)
     problems = []
@@ -41,16 +41,16 @@ def validate_original(variant: Variant, artifact: Artifact, ctx: Context) -> Val
         t.name: Stored(t.dtype, t.shape, header.data_start + t.start, t.nbytes)
         for t in header.tensors
     }
-    expected = expected_from(original_tensors(ctx.source, variant.full_checkpoint))
+    expected = expected_from(original_tensors(ctx.source, check.full_checkpoint))
     problems += byte_differences(path, stored, expected)
     checks = ["every tensor byte-equal to the source (streamed, no copies)"]
     if not problems:
-        problems += _consumer_load_problems(variant, ctx, path, header)
+        problems += _consumer_load_problems(check, ctx, path, header)
         checks.append(
             "diffusers from_single_file (+ cond_proj restore) in the source dtype: every UNet "
             "parameter byte-equal to the source, none on meta"
         )
-        if variant.full_checkpoint:
+        if check.full_checkpoint:
             checks.append("VAE via AutoencoderKL.from_single_file: byte-equal, none on meta")
     return ValidationResult.from_problems(
         problems, {"output": dict(EXACT), "byte_equal": not problems}, checks
@@ -58,7 +58,7 @@ def validate_original(variant: Variant, artifact: Artifact, ctx: Context) -> Val
 
 
 def _consumer_load_problems(
-    variant: Variant, ctx: Context, path: Path, header: SafetensorsHeader
+    check: Check, ctx: Context, path: Path, header: SafetensorsHeader
 ) -> list[str]:
     from engine.memory import release_memory
     from engine.validation.loaders import load_unet
@@ -77,7 +77,7 @@ def _consumer_load_problems(
     ]
     del model
     release_memory()
-    if variant.full_checkpoint and ctx.source.vae is not None:
+    if check.full_checkpoint and ctx.source.vae is not None:
         problems += [f"VAE via diffusers from_single_file: {p}" for p in _vae_problems(ctx, path)]
     return problems
 

@@ -157,3 +157,23 @@ def check(threshold: Threshold, metrics: dict[str, float], what: str) -> list[st
     if not metrics["rel_l2"] <= threshold.max_rel_l2:
         problems.append(f"{what}: rel L2 {metrics['rel_l2']:.5f} > {threshold.max_rel_l2}")
     return problems
+
+
+# ComfyUI-GGUF-only GGUFs (engine.writers.gguf_layout): Linear and conv weights quantized in
+# ComfyUI-GGUF's row layout, so their outputs get gates of their own.
+# Worst values measured by benchmarks/calibrate_comfy_gguf.py (2026-11-30), the fixtures and
+# method above: tiny sd15, sd15-lcm and sd15-inpaint UNets, seeds 0-1,
+# float16 sources with init-like and trained-like values, plus bfloat16 and float32 LCM sources (16
+# models); the same run reproduced the universal GGUFs' worst values recorded there exactly.
+# Margin 2x, rounded outward to two significant digits. Worst case: tiny, trained-like.
+# measured worst:        cosine     rel L2   tensor rel L2   (universal GGUF of the same type)
+#   comfy Q8_0           0.998464   0.0555   0.0109          (0.999568, 0.0295, 0.0117)
+#   comfy Q5_0           0.936789   0.3539   0.0859          (0.975741, 0.2217, 0.0911)
+#   comfy Q4_0           0.830759   0.5742   0.1575          (0.921551, 0.4060, 0.1802)
+# The tensor bounds match the universal files' (the same quantizer on the same rows); outputs
+# drift further because the convolutions are quantized too.
+COMFY_THRESHOLDS: dict[str, Threshold] = {
+    "Q8_0": Threshold(0.9969, 0.12, 0.022),
+    "Q5_0": Threshold(0.87, 0.71, 0.18),
+    "Q4_0": Threshold(0.66, 1.2, 0.32),
+}

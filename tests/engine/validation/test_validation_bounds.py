@@ -84,12 +84,12 @@ def test_exact_copies_are_what_holds_the_source_bytes(tmp_path):
     f16 = open_source(write_pipeline_folder(tmp_path / "f16", "sd15", "tiny", "float16"))
     bf16 = open_source(write_pipeline_folder(tmp_path / "bf16", "sd15", "tiny", "bfloat16"))
     originals = {name for name, v in VARIANTS.items() if v.family is Family.ORIGINAL}
-    assert {name for name, v in VARIANTS.items() if exact_copy(v, f16)} == originals | {
+    assert {name for name, v in VARIANTS.items() if exact_copy(v.check, f16)} == originals | {
         "gguf-f16",
         "gguf-full-f16",
     }
-    assert {name for name, v in VARIANTS.items() if exact_copy(v, bf16)} == originals
+    assert {name for name, v in VARIANTS.items() if exact_copy(v.check, bf16)} == originals
     exact_variants = [VARIANTS["original"], VARIANTS["gguf-f16"]]
-    assert not needs_reference(exact_variants, f16)
-    assert needs_reference(exact_variants, bf16)
-    assert needs_reference([VARIANTS["gguf-q8_0"]], f16)
+    assert not needs_reference([v.check for v in exact_variants], f16)
+    assert needs_reference([v.check for v in exact_variants], bf16)
+    assert needs_reference([VARIANTS["gguf-q8_0"].check], f16)
