@@ -141,11 +141,42 @@ def _target_of(name: str) -> PublishTarget:
     return VARIANTS[name].target
 
 
+# The byte budget's drop order (README "Byte budget"): first the files another published file
+# dominates (same consumers, about the same size and RAM, worse quality), last the files nothing
+# else replaces. Sizes and quality: benchmarks/RESULTS.md, the cards' "What to pick" table.
+DEFAULT_DROP_ORDER = [
+    "quanto-float8",  # the size of quanto-int8 with 7x its error
+    "gguf-q5_1",  # Q5/Q4 universal GGUFs: 5-9% smaller than Q8_0, 8-16x its error, same RAM
+    "gguf-q4_1",
+    "gguf-q5_0",
+    "gguf-full-q5_1",
+    "gguf-full-q4_1",
+    "gguf-full-q5_0",
+    "gguf-f16",  # the bytes of the PR's original-fp16, in a GGUF
+    "gguf-full-f16",
+    "quanto-int8",  # diffusers-only: gguf-q8_0 loads in diffusers too, with less RAM
+    "gguf-full-q4_0",
+    "torchao-int8wo",
+    "gguf-q4_0",
+    "comfy-gguf-q5_0",
+    "gguf-full-q8_0",
+    "comfy-gguf-q4_0",
+    "comfy-gguf-q8_0",
+    "gguf-q8_0",  # every consumer, near-lossless: the last to go
+]
+
+
 @dataclass
 class BudgetConfig:
     max_repos: int = 20  # source repos converted per run
     max_download_bytes: int = 40 * 1024**3
     max_minutes: float = 300.0
+    # Bytes one source may publish into the bot's namespace (every target but the PR); 0: no
+    # cap. Over it, variants are dropped in `drop_order` (bot/choice.py).
+    max_published_bytes_per_source: int = 6_000_000_000
+    drop_order: list[str] = field(default_factory=lambda: list(DEFAULT_DROP_ORDER))
+    # Sources with at least this many downloads get the configured lists whole; 0: none does.
+    full_set_min_downloads: int = 0
     # The Hub's rate limits the bot paces itself under (bot/client/pacing.py): requests per fixed
     # window, per account. Defaults: a free account (hub-docs "Hub Rate limits"); a PRO
     # account has api 2500, resolvers 12000. The server's RateLimit headers win when sent.
@@ -156,6 +187,15 @@ class BudgetConfig:
     def check(self, where: str) -> None:
         if min(self.api_per_window, self.resolvers_per_window) < 1 or self.window_seconds <= 0:
             raise BadInput(f"{where}: rate limits must be positive")
+        if self.max_published_bytes_per_source < 0 or self.full_set_min_downloads < 0:
+            raise BadInput(f"{where}: max_published_bytes_per_source, full_set_min_downloads >= 0")
+        if self.drop_order:
+            parse_variant_names(self.drop_order)
+        if "all" in self.drop_order:
+            raise BadInput(f"{where}: drop_order names variants, not `all`")
+        wrong = [n for n in self.drop_order if _target_of(n).is_pr]
+        if wrong:
+            raise BadInput(f"{where}: drop_order lists {wrong}: the PR is not in the byte budget")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bot.choice import VariantChoice, choose_variants
+from bot.choice import SourceSize, VariantChoice, choose_variants, trim_to_budget
 from bot.client.hub import Hub
 from bot.client.identity import Identity, bot_identity
 from bot.config import BotConfig, PublishMode
@@ -62,11 +62,13 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     me = bot_identity(hub, config)
     if request.publish is not PublishMode.NONE and not me.user:
         raise BadInput("publishing needs HF_TOKEN (a write token for the bot's account)")
-    candidate = judge(hub, model_info(hub, request.source, request.revision), config, "")
+    info = model_info(hub, request.source, request.revision)
+    candidate = judge(hub, info, config, "")
     if not candidate.supported:
         result.skipped, result.exit_code = candidate.reason, candidate.refusal
         return result
-    choice = choose_variants(request.variants, request.publish, candidate.facts, config)
+    size = SourceSize.of(candidate.unet_bytes, candidate.fp16_twin, int(info.downloads or 0))
+    choice = choose_variants(request.variants, request.publish, candidate.facts, config, size)
     result.notes += choice.notes
     if candidate.pr_skip and PublishTarget.PR in request.publish.targets:
         result.notes.append(f"no pull request: {candidate.pr_skip}")
@@ -102,9 +104,22 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     convert_stage(request, result, snapshot, chosen, provenance, stem, grid)
     assert result.manifest is not None
     ctx = _card_context(candidate, hub.settings.endpoint)
+    over_budget = dict(chosen.over_budget)
+    if request.variants in (None, "auto") and size.capped(config.budget):  # exact bytes, again
+        exact = {
+            a.variant: a.bytes
+            for kind in pending
+            if not kind.is_pr
+            for a in result.manifest.artifacts
+            if a.passed and a.variant in chosen.names(kind)
+        }
+        trimmed = trim_to_budget(exact, config.budget, estimated=False)
+        if trimmed:
+            over_budget.update(trimmed)
+            result.notes.append(f"byte budget: not published {', '.join(trimmed)}")
     for kind, target in pending.items():
         artifacts = [a for a in result.manifest.artifacts if a.variant in chosen.names(kind)]
-        passed = [a for a in artifacts if a.passed]
+        passed = [a for a in artifacts if a.passed and a.variant not in over_budget]
         left_out = {a.variant: _why(a) for a in artifacts if not a.passed}
         if left_out:
             result.left_out[kind.key] = left_out
@@ -112,14 +127,14 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
                 f"{target.repo_id}: left out {', '.join(left_out)} (failed validation)"
             )
         if not passed:
-            log.warning("%s: nothing passed validation, nothing published", target.repo_id)
+            log.warning("%s: nothing to publish (validation, byte budget)", target.repo_id)
             continue
         if kind.is_pr:
             plan = plan_pr(ctx, result.out, passed, left_out)
         else:
             plan = plan_repo(
                 hub, ctx, target, result.out, result.manifest, passed, snapshot, left_out,
-                unet_folder=candidate.unet_folder or ".",
+                unet_folder=candidate.unet_folder or ".", over_budget=over_budget,
             )  # fmt: skip
         url = execute(hub, plan, me.user)
         result.published.append(url)

@@ -140,6 +140,7 @@ def front_matter(
     manifest: Manifest,
     variants: list[str],
     left_out: dict[str, str] | None = None,
+    over_budget: dict[str, str] | None = None,
 ) -> dict:
     tags = ["unetbot", "stable-diffusion", "text-to-image", ctx.kind.value, target.key]
     if ctx.is_lcm:
@@ -162,6 +163,10 @@ def front_matter(
         # Variants that failed validation for this revision and converter version; the bot
         # retries them when either changes (bot/publish/state.py).
         meta["unetbot"]["left_out"] = {k: one_line(v) for k, v in left_out.items()}
+    if over_budget:
+        # Variants of this source not made for the bot's namespace: the byte budget
+        # (bot/choice.py). Not retried: the budget decides the same way next time.
+        meta["unetbot"]["over_budget"] = sorted(over_budget)
     name = one_line(ctx.licence_extra.get("license_name", ""))
     link = safe_link(ctx.licence_extra.get("license_link", ""), ctx.licence_files)
     if name:
@@ -221,9 +226,11 @@ def render_repo_card(
     artifacts: list[Artifact],
     left_out: dict[str, str] | None = None,
     reference: ReferenceRun | None = None,
+    over_budget: dict[str, str] | None = None,
 ) -> str:
     """README.md for a published repo (GGUF, TorchAO or Quanto); `left_out` names the
-    variants that failed validation (variant -> reason), said in the card. `reference`: the
+    variants that failed validation (variant -> reason), `over_budget` those the byte budget
+    left out (of every repo target of the source), both said in the card. `reference`: the
     cost figures for "What to pick" (default: the shipped ones for this converter version)."""
     from engine.validation.probe import (
         TIMESTEPS,  # engine.validation.probe imports torch: only when a card is made
@@ -277,12 +284,14 @@ def render_repo_card(
             licence_link=safe_link(ctx.licence_extra.get("license_link", ""), ctx.licence_files),
             licence_files=ctx.licence_files,
             left_out=left_out or {},
+            over_budget=over_budget or {},
             pick=what_to_pick(
                 artifacts, manifest.source.get("unet_config"), reference or reference_run()
             ),
         )
     )
-    meta = front_matter(ctx, target, manifest, [a.variant for a in artifacts], left_out)
+    variants = [a.variant for a in artifacts]
+    meta = front_matter(ctx, target, manifest, variants, left_out, over_budget)
     card = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body
     check_card(card, meta)
     return card

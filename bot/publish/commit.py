@@ -97,6 +97,7 @@ def plan_repo(
     source_root: Path,
     left_out: dict[str, str] | None = None,
     unet_folder: str = "unet",
+    over_budget: dict[str, str] | None = None,
 ) -> PublishPlan:
     """One atomic commit to the target repo: weights, card, config, licence, manifest subset."""
     _require_passed(artifacts)
@@ -112,7 +113,9 @@ def plan_repo(
         uploads.append(Upload(licence, source_root / licence))
     subset = Manifest(source=manifest.source, artifacts=artifacts)
     uploads.append(Upload("unetbot-manifest.json", content=subset.to_json().encode()))
-    card = render_repo_card(ctx, target.kind, target.repo_id, manifest, artifacts, left_out)
+    card = render_repo_card(
+        ctx, target.kind, target.repo_id, manifest, artifacts, left_out, over_budget=over_budget
+    )
     uploads.append(Upload("README.md", content=card.encode()))
     deletes: list[str] = []
     parent = None

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.choice import VariantChoice, choose_variants
+from bot.choice import SourceSize, VariantChoice, choose_variants
 from bot.client.hub import Hub
 from bot.client.identity import Identity, bot_identity
 from bot.config import BotConfig, PublishMode
@@ -132,7 +132,8 @@ def make_plan(
             if seen.fresh:
                 plan.skipped.append({**row, "reason": c.reason})
             return
-        choice = choose_variants("auto", mode, c.facts, config)
+        size = SourceSize.of(c.unet_bytes, c.fp16_twin, seen.listed.downloads)
+        choice = choose_variants("auto", mode, c.facts, config, size)
         targets, held = settle.pending(seen, list(mode.targets), choice)
         if targets:
             kind = c.kind.value if c.kind else ""
