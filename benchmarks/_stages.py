@@ -3,8 +3,9 @@
 The job's own stage functions (bot/job/hub_source.py: judge, fetch, convert + validate, publish,
 ledger) are wrapped, not replaced: each call records its wall time, and a sampler thread reads
 this process's RSS every 50 ms and keeps the peak of the stage running at the time. What runs
-between stages (pending-target checks, start-up) is the stage "other". Written as JSON to the
-path in `UNETBOT_STAGES_OUT` when the command ends.
+between stages (pending-target checks, start-up) is the stage "other". CPU seconds (all
+threads) are kept beside the wall: on a shared machine they move less than the wall does.
+Written as JSON to the path in `UNETBOT_STAGES_OUT` when the command ends.
 
 Usage: python benchmarks/_stages.py actions convert REPO --out OUT ...
 """
@@ -15,6 +16,7 @@ import atexit
 import functools
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -36,7 +38,13 @@ def _rss_mb() -> float:
 
 
 def _stage(name: str) -> dict[str, float]:
-    return STAGES.setdefault(name, {"wall_s": 0.0, "peak_rss_mb": 0.0, "calls": 0})
+    return STAGES.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0, "calls": 0})
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (less sensitive to a busy machine than wall)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _sample() -> None:
@@ -50,12 +58,13 @@ def timed(name: str, fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         outer, current[0] = current[0], name
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), _cpu()
         try:
             return fn(*args, **kwargs)
         finally:
             s = _stage(name)
             s["wall_s"] += time.monotonic() - t0
+            s["cpu_s"] += _cpu() - c0
             s["calls"] += 1
             current[0] = outer
 
@@ -66,6 +75,7 @@ def _write() -> None:
     total = time.monotonic() - start
     inner = sum(s["wall_s"] for n, s in STAGES.items() if n != "other")
     _stage("other")["wall_s"] = total - inner
+    _stage("other")["cpu_s"] = _cpu() - sum(s["cpu_s"] for n, s in STAGES.items() if n != "other")
     path = os.environ.get("UNETBOT_STAGES_OUT")
     if path:
         Path(path).write_text(json.dumps({"total_s": total, "stages": STAGES}, indent=1))

@@ -45,7 +45,7 @@ def time_v(cmd: list[str], cwd: Path = ROOT, ok: tuple[int, ...] = (0,)) -> dict
 
 
 def time_v_report(stderr: str) -> dict:
-    """{"wall_s", "peak_rss_mb"} from the report `/usr/bin/time -v` appends to stderr (one
+    """{"wall_s", "peak_rss_mb", "cpu_s"} from the report `/usr/bin/time -v` appends to stderr (one
     reading for every benchmark that runs commands under GNU time)."""
     report = dict(
         line.strip().rsplit(": ", 1) for line in stderr.splitlines() if ": " in line.strip()
@@ -53,7 +53,8 @@ def time_v_report(stderr: str) -> dict:
     wall = report["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")
     seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall)))
     peak_kb = int(report["Maximum resident set size (kbytes)"])
-    return {"wall_s": seconds, "peak_rss_mb": peak_kb / 1024}
+    cpu = float(report["User time (seconds)"]) + float(report["System time (seconds)"])
+    return {"wall_s": seconds, "peak_rss_mb": peak_kb / 1024, "cpu_s": cpu}
 
 
 def local_hub_client() -> None:

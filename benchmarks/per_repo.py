@@ -101,7 +101,9 @@ def run(work: Path, config: Path, tiny: bool = False) -> dict:
         owner_api.create_repo(SOURCE)
         owner_api.upload_folder(repo_id=SOURCE, folder_path=src, commit_message="upload")
         card = "---\nlicense: creativeml-openrail-m\nlibrary_name: diffusers\n---\n# sd15\n"
-        owner_api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=SOURCE)
+        owner_api.upload_file(
+            path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=SOURCE
+        )
         source_files = set(owner_api.list_repo_files(SOURCE))
         cache, out, stages = work / "cache", work / "out", work / "stages.json"
         env = {
@@ -116,11 +118,16 @@ def run(work: Path, config: Path, tiny: bool = False) -> dict:
         cmd += [SOURCE, "--out", str(out)]  # a scheduled run: every other input empty
         old = dict(os.environ)
         os.environ.update(env)
+        stats = running.state.stats
+        before = {b: stats.bucket(b) for b in ("api", "resolvers")}
+        load = [round(x, 2) for x in os.getloadavg()]
         try:
             whole = time_v(cmd, cwd=work)
         finally:
             os.environ.clear()
             os.environ.update(old)
+        calls = {b: stats.bucket(b) - before[b] for b in before}
+        load.append(round(os.getloadavg()[0], 2))
         result = json.loads(next(out.rglob("result.json")).read_text())
         manifests = list(out.rglob("manifest.json"))
         manifest = json.loads(manifests[0].read_text()) if manifests else {"artifacts": []}
@@ -144,31 +151,38 @@ def run(work: Path, config: Path, tiny: bool = False) -> dict:
         "published": bytes_out,
         "notes": result.get("notes", []),
         "exit_code": whole["exit_code"],
+        "load": load,  # 1, 5, 15-minute load average before, 1-minute after
+        "calls": calls,  # the job's Hub requests, the server's own count
     }
 
 
 def report(r: dict) -> None:
     print(f"machine: {r['machine']}; config: {r['config']}")
-    print(f"whole job: {r['whole']['wall_s']:.1f} s, peak RSS {r['whole']['peak_rss_mb']:.0f} MB")
+    whole = r["whole"]
+    print(
+        f"whole job: {whole['wall_s']:.1f} s, CPU {whole.get('cpu_s', 0):.1f} s, peak RSS "
+        f"{whole['peak_rss_mb']:.0f} MB, load average {r.get('load', '?')}, "
+        f"Hub calls {r.get('calls')}"
+    )
     stages = r["stages"]["stages"]
     rows = [
         {
             "stage": n,
             "wall s": f"{stages[n]['wall_s']:.1f}",
+            "CPU s": f"{stages[n].get('cpu_s', 0):.1f}",
             "peak RSS MB": f"{stages[n]['peak_rss_mb']:.0f}",
         }
         for n in STAGE_ORDER
         if n in stages
     ]
-    print(table(rows, ["stage", "wall s", "peak RSS MB"]))
+    print(table(rows, ["stage", "wall s", "CPU s", "peak RSS MB"]))
     print(
         f"of convert + validate: validation {r['validation_s']:.1f} s, writes {r['write_s']:.1f} s"
     )
     print(f"downloaded {r['downloaded_bytes'] / 1e9:.2f} GB")
     pub = r["published"]
-    print(
-        f"published into the bot's namespace {pub['namespace_bytes'] / 1e9:.2f} GB; PR {pub['pr_bytes'] / 1e9:.2f} GB"
-    )
+    print(f"published into the bot's namespace {pub['namespace_bytes'] / 1e9:.2f} GB")
+    print(f"published in the PR on the source repo {pub['pr_bytes'] / 1e9:.2f} GB")
     for repo, size in pub["repos"].items():
         print(f"  {repo}: {size / 1e9:.2f} GB")
     for note in r["notes"]:

@@ -153,9 +153,9 @@ def choose_variants(
     if mode is not PublishMode.NONE:
         for t in targets:
             if not per_target[t]:
-                notes.append(
-                    f"nothing to publish to the {t.key} target: --variants {spec} has none"
-                )
+                trimmed = any(VARIANTS[n].target is t for n in over_budget)
+                why = "the byte budget left it empty" if trimmed else f"--variants {spec} has none"
+                notes.append(f"nothing to publish to the {t.key} target: {why}")
         off_target = [v.name for v in usable if v.target not in targets]
         if off_target:
             notes.append(

@@ -8,8 +8,10 @@ source (published, or failed validation with this converter version, which is no
 else by the Hub's own markers (bot/ledger/target_check.py), whose answer is recorded. The ledger is
 saved once at the end, merged with any run that wrote meanwhile.
 
-GitHub caps a matrix at 256 jobs, so entries are split into chunks of at most 256; the
-workflow fans out one convert job per entry of each chunk. Repos beyond the run budget are
+GitHub caps a matrix at 256 jobs, so entries are dealt round-robin into up to 4 chunks of at most
+256 (every chunk job runs `max-parallel` at a time, so a run of 480 repos uses all four, and
+each chunk keeps the plan's priority order); the workflow fans out one convert job per entry of
+each chunk (bot/schedule/cadence.py sizes it). Repos beyond the run budget are
 listed as deferred (the next scheduled run picks them up): new revisions of repos already
 published first, then the most downloaded.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,14 +34,15 @@ from bot.ledger.rebuild import open_book
 from bot.ledger.store import LedgerBook
 from bot.ledger.target_check import HubTargets
 from bot.publish.state import Target, target_for
+from bot.schedule import cadence
 from bot.schedule.incremental import Seen, run_pass
 from engine import __version__
 from engine.errors import BudgetExhausted, HubError, HubRateLimited, PolicySkipped
 from engine.run.variants import PublishTarget
 
 log = logging.getLogger("unetbot.plan")
-MAX_MATRIX = 256
-MAX_CHUNKS = 4  # the workflow has this many fan-out jobs (4 x 256 repos per run at most)
+MAX_MATRIX = cadence.MAX_MATRIX
+MAX_CHUNKS = cadence.CHUNKS  # the workflow has this many fan-out jobs (4 x 256 repos per run)
 
 
 @dataclass
@@ -51,8 +55,12 @@ class Plan:
     unchanged: int = 0  # repos settled from the ledger without a Hub call
     calls: int = 0  # Hub requests (API + resolver) the plan made
 
-    def chunks(self, size: int = MAX_MATRIX) -> list[dict]:
-        return [{"include": self.entries[i : i + size]} for i in range(0, len(self.entries), size)]
+    def chunks(self, size: int = MAX_MATRIX, count: int = MAX_CHUNKS) -> list[dict]:
+        """The entries dealt round-robin into `count` chunks (fewer for fewer entries), more
+        chunks only when `count` x `size` cannot hold them all."""
+        n = len(self.entries)
+        k = max(min(count, n), math.ceil(n / size))
+        return [{"include": self.entries[i::k]} for i in range(k)]
 
     def to_dict(self, size: int = MAX_MATRIX) -> dict:
         return {
@@ -172,12 +180,12 @@ def _row(seen: Seen) -> dict:
 
 def write_github_output(plan: Plan, path: Path) -> None:
     """`chunk_0..chunk_3` (matrix JSON or empty), `count` and `has_work` for the workflow."""
+    room = MAX_CHUNKS * MAX_MATRIX
+    if len(plan.entries) > room:
+        overflow = plan.entries[room:]
+        plan.deferred += [{**e, "reason": f"more than {room} repos in one run"} for e in overflow]
+        plan.entries = plan.entries[:room]
     chunks = plan.chunks()
-    if len(chunks) > MAX_CHUNKS:
-        overflow = [e for c in chunks[MAX_CHUNKS:] for e in c["include"]]
-        plan.deferred += [{**e, "reason": "more than 1024 repos in one run"} for e in overflow]
-        plan.entries = plan.entries[: MAX_CHUNKS * MAX_MATRIX]
-        chunks = chunks[:MAX_CHUNKS]
     with open(path, "a", encoding="utf-8") as f:
         for i in range(MAX_CHUNKS):
             value = json.dumps(chunks[i], separators=(",", ":")) if i < len(chunks) else ""

@@ -70,6 +70,7 @@ def test_shipped_config_keeps_a_full_size_fp16_source_under_6_gb_and_drops_in_or
     # The TorchAO and Quanto targets are left empty: the plan schedules no work for them.
     assert not choice.per_target[PublishTarget.TORCHAO]
     assert not choice.per_target[PublishTarget.QUANTO]
+    assert "nothing to publish to the quanto target: the byte budget left it empty" in choice.notes
 
 
 def test_popular_sources_get_every_configured_file():

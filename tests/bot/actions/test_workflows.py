@@ -16,6 +16,7 @@ stays fast; HF_TOKEN reaches a step only through `secrets.HF_TOKEN` in that step
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -37,6 +38,9 @@ WORKFLOW = ROOT / ".github" / "workflows" / "bot.yml"
 VENV_BIN = Path(sys.executable).parent
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 LOOKUP = re.compile(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*")
+HASH_FILES = re.compile(r"hashFiles\(('[\w.-]+'(?:, '[\w.-]+')*)\)")
+# What the prebuilt environment's cache key hashes: every file that decides what is installed.
+CACHE_KEY_FILES = ("constraints.txt", "pyproject.toml", "setup.py")
 ALWAYS = "${{ !cancelled() }}"  # the only step/job `if` the runner accepts besides the chunk tests
 FAST_CONFIG = {
     "scan": {"searches": ["tiny"], "library": "diffusers"},
@@ -71,6 +75,10 @@ def render(text: object, context: dict) -> str:
 
     def one(match: re.Match) -> str:
         expr = match.group(1)
+        files = HASH_FILES.fullmatch(expr)
+        if files:  # Actions' hashFiles(): one digest of the named files' contents
+            names = re.findall(r"'([^']+)'", files.group(1))
+            return hashlib.sha256(b"".join((ROOT / n).read_bytes() for n in names)).hexdigest()
         if not LOOKUP.fullmatch(expr):
             raise AssertionError(f"expression too clever for a step (move it to Python): {expr}")
         return lookup(context, expr)
@@ -178,7 +186,7 @@ class WorkflowRun:
                 job.ran_steps.append(label)
                 continue
             script = step["run"]
-            if step.get("id") == "free-disk" or script.startswith("python -m pip install"):
+            if step.get("id") in ("free-disk", "install"):
                 job.skipped_steps.append(label)  # runner housekeeping / already installed
                 continue
             output = runner_temp / f"output-{n}"
@@ -227,6 +235,12 @@ class WorkflowRun:
             shutil.copytree(ROOT / ".github", job.workspace / ".github")
         elif action == "actions/setup-python":
             pass  # PATH already starts with the project's venv
+        elif action == "actions/cache":  # the environment is already installed here
+            assert inputs["path"] == "~/.unetbot-venv"
+            digest = hashlib.sha256(
+                b"".join((ROOT / n).read_bytes() for n in CACHE_KEY_FILES)
+            ).hexdigest()
+            assert inputs["key"].endswith(digest), inputs["key"]
         elif action == "actions/upload-artifact":
             self.upload(job, inputs)
         elif action == "actions/download-artifact":
@@ -373,11 +387,13 @@ def test_scheduled_run_plans_converts_publishes_and_reports(world):
     plan = run.jobs["plan"]
     assert plan.status == "success", plan.logs
     assert plan.outputs["count"] == "2" and plan.outputs["has_work"] == "true"
-    entries = json.loads(plan.outputs["chunk_0"])["include"]
+    chunks = [json.loads(plan.outputs[f"chunk_{n}"])["include"] for n in (0, 1)]
+    entries = [e for chunk in chunks for e in chunk]
+    assert [len(chunk) for chunk in chunks] == [1, 1]  # dealt out, so both run in parallel
     assert sorted(e["repo_id"] for e in entries) == ["alice/tiny-lcm", "alice/tiny-sd15"]
     assert all(len(e["revision"]) == 40 and e["kind"] and e["targets"] for e in entries)
-    assert [plan.outputs[f"chunk_{n}"] for n in (1, 2, 3)] == ["", "", ""]
-    assert "Install unetbot" in plan.skipped_steps
+    assert [plan.outputs[f"chunk_{n}"] for n in (2, 3)] == ["", ""]
+    assert any(s.startswith("Install unetbot") for s in plan.skipped_steps)
 
     converts = run.converts()
     assert len(converts) == 2 and all(j.status == "success" for j in converts), run.all_logs()
@@ -472,8 +488,8 @@ def test_more_than_256_entries_are_chunked(tmp_path):
         len(json.loads(out[f"chunk_{n}"])["include"]) if out[f"chunk_{n}"] else 0
         for n in range(MAX_CHUNKS)
     ]
-    assert sizes == [MAX_MATRIX, 300 - MAX_MATRIX, 0, 0]
-    assert json.loads(out["chunk_1"])["include"][0] == entries[MAX_MATRIX]
+    assert sizes == [75, 75, 75, 75]  # dealt round-robin: every chunk job runs in parallel
+    assert json.loads(out["chunk_1"])["include"][:2] == [entries[1], entries[5]]
     assert (out["count"], out["has_work"]) == ("300", "true")
 
 
@@ -530,3 +546,50 @@ def test_actions_are_pinned_to_commits_with_their_tag():
             for step in job["steps"]:
                 if step.get("uses", "").startswith("actions/checkout@"):
                     assert step["with"]["persist-credentials"] is False
+
+
+# --- the cadence (bot/schedule/cadence.py, README "Cadence") ------------------------------------
+
+
+def test_the_schedule_is_the_cadence_derived_from_the_measured_job():
+    """bot.yml and the shipped config carry exactly what `derive` computes from the measured
+    cost of one job, within GitHub's limits, and the README shows that arithmetic."""
+    from bot.config import load_config
+    from bot.schedule import cadence
+
+    c = cadence.derive()
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow[True]["schedule"] == [{"cron": c.cron()}]  # pyyaml reads `on:` as True
+    assert workflow["concurrency"] == {"group": "unetbot-schedule", "cancel-in-progress": False}
+    converts = {n: j for n, j in workflow["jobs"].items() if n.startswith("convert-")}
+    assert len(converts) == c.chunks == MAX_CHUNKS
+    for job in converts.values():
+        assert job["strategy"]["max-parallel"] == c.max_parallel
+        assert job["timeout-minutes"] == c.convert_timeout
+    assert workflow["jobs"]["plan"]["timeout-minutes"] == c.plan_timeout
+    shipped = load_config(ROOT / ".github" / "unetbot.yml")
+    assert shipped.budget.max_repos == c.max_repos
+    assert shipped.scan.max_minutes < c.plan_timeout  # the plan always saves its ledger
+
+    # GitHub's limits: concurrent jobs of a free account, jobs per matrix, hours per job.
+    assert c.concurrency + cadence.RESERVED_JOBS <= cadence.FREE_CONCURRENT_JOBS
+    assert c.max_repos <= c.chunks * MAX_MATRIX
+    assert c.convert_timeout <= cadence.JOB_LIMIT_MINUTES
+    assert c.run_minutes(cadence.MEASURED) <= c.interval_hours * 60  # a run ends before the next
+    assert c.days_to_clear(10_000) <= 7
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Cadence", 1)[1].split("\n## ", 1)[0]
+    m = cadence.MEASURED
+    for figure in (
+        f"{m.job:g} min",
+        f"{m.fixed:g} min",
+        f"{c.waves} rounds",
+        f"`budget.max_repos: {c.max_repos}`",
+        f"`{c.cron()}`",
+        f"max-parallel: {c.max_parallel}",
+        f"timeout-minutes: {c.convert_timeout}",
+        f"{c.repos_per_day:,} sources a day",
+        f"{c.days_to_clear(10_000):g} days",
+    ):
+        assert figure in section, figure
