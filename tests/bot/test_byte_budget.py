@@ -17,7 +17,8 @@ from bot.config import DEFAULT_DROP_ORDER, BotConfig, PublishMode, load_config
 from bot.publish.cards import CardContext, render_repo_card
 from engine.errors import BadInput
 from engine.formats.manifest import Artifact, Manifest
-from engine.run.variants import VARIANTS, PublishTarget, SourceFacts
+from engine.run.selection import SourceFacts
+from engine.run.variants import VARIANTS, PublishTarget
 from engine.source.classify import ModelKind
 
 ROOT = Path(__file__).resolve().parents[2]

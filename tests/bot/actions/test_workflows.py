@@ -576,7 +576,6 @@ def test_the_schedule_is_the_cadence_derived_from_the_measured_job():
     assert c.max_repos <= c.chunks * MAX_MATRIX
     assert c.convert_timeout <= cadence.JOB_LIMIT_MINUTES
     assert c.run_minutes(cadence.MEASURED) <= c.interval_hours * 60  # a run ends before the next
-    assert c.days_to_clear(10_000) <= 7
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Cadence", 1)[1].split("\n## ", 1)[0]
