@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/whole_command.py
 	$(BIN)/python benchmarks/scan.py
 	$(BIN)/python benchmarks/real_layout.py
+	$(BIN)/python benchmarks/per_repo.py
+	$(BIN)/python benchmarks/backlog.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine bot tests benchmarks

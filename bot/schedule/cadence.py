@@ -38,7 +38,7 @@ class Measured:
 
 
 # benchmarks/per_repo.py, 2026-12-07, on the 2-core reference machine while other jobs loaded it
-# (load average 8-10): a full-size fp16 SD1.5 pipeline with the shipped config took 1,195 s, so
+# (load average 7-12): a full-size fp16 SD1.5 pipeline with the shipped config took 1,195 s, so
 # 20 min. Estimated, not measured here: the fixed start of a job (runner, checkout, restoring the
 # prebuilt environment and `pip install -e .` over it: 18 s measured for that install) and a
 # popular source's full set (twice the heavy validations of the default set, plus 13 GB more to
