@@ -12,7 +12,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from bot.choice import SourceSize, choose_variants, drop_sequence
+from bot.choice import SourceSize, choose_variants, drop_sequence, trim_to_budget
 from bot.config import DEFAULT_DROP_ORDER, BotConfig, PublishMode, load_config
 from bot.publish.cards import CardContext, render_repo_card
 from engine.errors import BadInput
@@ -123,6 +123,16 @@ def test_a_cap_below_every_file_drops_them_all_and_unlisted_variants_go_last_fir
         "comfy-gguf-q4_0",
         "gguf-f16",
     ]
+
+
+def test_the_validated_bytes_are_checked_again_in_the_same_order():
+    """After validation the job trims by the files' exact sizes (bot/job/hub_source.py)."""
+    budget = load_config(SHIPPED).budget
+    exact = {"gguf-q8_0": 3_000_000_000, "comfy-gguf-q8_0": 2_000_000_000, "gguf-q4_0": 2e9}
+    dropped = trim_to_budget({k: int(v) for k, v in exact.items()}, budget, estimated=False)
+    assert list(dropped) == ["gguf-q4_0"]  # 7 GB -> 5 GB: the first in the drop order goes
+    assert "validated files of this source total 7.00 GB" in dropped["gguf-q4_0"]
+    assert not trim_to_budget({"gguf-q8_0": 6_000_000_000}, budget, estimated=False)
 
 
 def test_the_default_drop_order_names_every_repo_variant_once():
