@@ -3,8 +3,10 @@
 Every output of unetbot (weights, manifests, cards, the embedded Hub's objects) is written to a
 hidden temp name beside its final path, fsynced, renamed, and the rename made durable by an fsync
 of the folder; on any error the temp file is removed, so an interrupted run never leaves a
-partial file under a real name. Local OS failures that no retry can fix (disk full, permission
-denied, read-only filesystem) become `LocalIOError` with what to do about them.
+partial file under a real name. A write below a watched folder is announced before its first byte
+(`watch_writes`, the run journal's hook), so a run killed with SIGKILL, where no cleanup runs,
+leaves only names the next run can recognise. Local OS failures that no retry can fix (disk
+full, permission denied, read-only filesystem) become `LocalIOError` with what to do about them.
 """
 
 from __future__ import annotations
@@ -54,6 +56,33 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# Folders whose writes are announced before their first byte (engine/formats/journal.py keeps a
+# run journal from them): folder -> callback(final path). A module-level table, not a context
+# variable, because the pipeline's writer thread writes too.
+_watchers: dict[Path, Callable[[Path], None]] = {}
+_watch_lock = threading.Lock()
+
+
+def watch_writes(folder: Path, callback: Callable[[Path], None] | None) -> None:
+    """Call `callback(final_path)` before any write below `folder` starts (None: stop)."""
+    folder = Path(folder).resolve()
+    with _watch_lock:
+        if callback is None:
+            _watchers.pop(folder, None)
+        else:
+            _watchers[folder] = callback
+
+
+def announce(final_path: Path) -> None:
+    """Tell the watcher of `final_path`'s folder (if any) that a write of it starts now: called
+    by `atomic_output` and by writers that rename a whole temp folder into place."""
+    final_path = Path(final_path).resolve()
+    with _watch_lock:
+        callbacks = [cb for f, cb in _watchers.items() if final_path.is_relative_to(f)]
+    for callback in callbacks:
+        callback(final_path)
+
+
 def temp_path_for(final_path: Path) -> Path:
     """A fresh hidden temp name beside `final_path` for one atomic write (process, thread and
     a random part: two writers of the same path never share a temp file)."""
@@ -68,6 +97,7 @@ def atomic_output(final_path: Path, fsync: bool = True) -> Iterator[Path]:
 
     `fsync=False` skips the durability syncs (only the embedded test Hub may ask for that)."""
     final_path = Path(final_path)
+    announce(final_path)
     tmp = temp_path_for(final_path)
     try:
         final_path.parent.mkdir(parents=True, exist_ok=True)

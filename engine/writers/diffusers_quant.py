@@ -44,6 +44,7 @@ from engine.errors import (
     PickleRefused,
     ValidationFailed,
 )
+from engine.formats.fsio import announce
 from engine.formats.safetensors_io import read_header
 from engine.source.layout import PICKLE_SUFFIXES, Precision, list_local_files, select_weights
 
@@ -286,6 +287,7 @@ def quantize_unet(
     from diffusers import UNet2DConditionModel
 
     out_folder.parent.mkdir(parents=True, exist_ok=True)
+    announce(out_folder)  # the run journal lists it before its temp folder exists
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_folder.name}.tmp-", dir=out_folder.parent))
     try:
         log.info("quantizing %s as %s in %s", unet_dir, variant, stored)
