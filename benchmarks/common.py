@@ -36,8 +36,9 @@ def measure(cmd: list[str], repeat: int = 1) -> dict:
 def time_v(cmd: list[str], cwd: Path = ROOT, ok: tuple[int, ...] = (0,)) -> dict:
     """Wall time, peak RSS and exit code of `cmd` as a whole process, from GNU time's `-v` report
     (what a user sees: imports, writes, fsyncs and validation together). An exit code outside
-    `ok` stops the benchmark with the end of the command's stderr (`bot convert` exits 4 when an
-    artifact is not validated: benchmarks that expect it pass `ok=(0, 4)`)."""
+    `ok` (the codes README "Exit codes" documents as an outcome the benchmark reports, e.g. 4 for
+    a validating `bot convert` whose table shows the failed variant) stops the benchmark with the
+    end of the command's stderr."""
     out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=cwd)
     if out.returncode not in ok:
         raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr[-3000:]}")

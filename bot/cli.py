@@ -37,9 +37,34 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(int(exit_code_for(exc)))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from engine import __version__
+
+        typer.echo(f"unetbot {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    setup_logging(verbose)
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the log lines too (debug included).")
+    ] = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="Also write every log line (debug included) to this file."),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Progress goes to stderr (live on a terminal, a plain line per event in a log), results to
+    stdout; the log adds warnings and errors, or every line with -v."""
+    from bot.progress import quiet_hub_bars
+
+    quiet_hub_bars()
+    setup_logging(verbose, log_file)
 
 
 @app.command()
@@ -63,18 +88,35 @@ def variants(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table("variant", "format", "loads with", "size", "published to")
+    Console().print(_variants_table(rows), highlight=False)
+
+
+def _variants_table(rows: list[dict]):
+    """One line per variant at 80 columns: what loads each file is a letter keyed below."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    keys: dict[str, str] = {}
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for name in ("variant", "format", "by", "size", "to"):
+        table.add_column(name, no_wrap=name != "format")
     for r in rows:
-        table.add_row(
-            r["variant"],
-            r["format"],
-            ", ".join(r["loads_with"]),
-            f"{r['expected_size_vs_fp16_unet']:.2f}x",
-            r["published_to"],
-        )
-    Console().print(table)
+        loaders = ", ".join(r["loads_with"])
+        key = keys.setdefault(loaders, "abcdefghijklmnopqrstuvwxyz"[len(keys)])
+        fmt = r["format"]
+        if fmt.startswith("diffusers folder (") and fmt.endswith(")"):
+            fmt = "diffusers: " + fmt[len("diffusers folder (") : -1]
+        size = f"{r['expected_size_vs_fp16_unet']:.2f}x"
+        table.add_row(r["variant"], fmt, key, size, r["published_to"])
+    legend = [Text(f"  {k}: {loaders}") for loaders, k in keys.items()]
+    notes = [
+        "by: what loads the file (below); size: expected, vs the fp16 UNet;",
+        "to: where --publish puts it (pr: a PR on the source repo; else a new repo)",
+    ]
+    return Group(table, *(Text(n) for n in notes), *legend)
 
 
 @app.command()
@@ -303,17 +345,20 @@ def bench(
 @app.command()
 def demo(
     workdir: Annotated[
-        Path | None, typer.Option(help="Keep files here (default: a temp dir).")
+        Path | None,
+        typer.Option(help="Keep the Hub and files here (default: a temp folder, removed after)."),
     ] = None,
 ) -> None:
     """Run the main job end to end on generated models."""
-    from bot.demo import run_demo
+    from bot.demo import NEXT_STEPS, run_demo
 
     try:
-        for report in run_demo(workdir):
-            typer.echo(report.render())
+        reports = run_demo(workdir)
     except UnetbotError as exc:
         _fail(exc)
+    for report in reports:
+        typer.echo(report.render())
+    typer.echo(NEXT_STEPS)
 
 
 @hub_app.command("serve")

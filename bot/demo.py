@@ -7,6 +7,8 @@ what was published and why each skip happened; then runs again to show nothing i
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from bot.client.hub import hub_for
 from bot.client.pacing import RateLimits
 from bot.config import PublishMode, load_config
 from bot.job.run import JobRequest, run_job
+from bot.progress import display
 from bot.schedule.plan import make_plan
 from bot.seed import demo_config, seeded_hub
 from bot.settings import load_settings
@@ -35,7 +38,8 @@ class RoundReport:
         for row in self.rows:
             table.add_row(*row)
         buffer = StringIO()
-        Console(file=buffer, width=140).print(table)
+        width = shutil.get_terminal_size((120, 24)).columns  # $COLUMNS, else the terminal's
+        Console(file=buffer, width=min(width, 140)).print(table)
         return buffer.getvalue()
 
 
@@ -73,12 +77,38 @@ def run_round(title: str, config_path: Path, out_root: Path) -> RoundReport:
 
 
 def run_demo(workdir: Path | None = None) -> list[RoundReport]:
-    """Seed a fresh embedded Hub, run the bot twice, return both rounds' reports."""
-    base = Path(workdir or tempfile.mkdtemp(prefix="unetbot-demo-"))
-    with seeded_hub(base):
+    """Seed a fresh embedded Hub, run the bot twice, return both rounds' reports.
+
+    Everything (the Hub's storage, the download cache, the output folders: ~140 MB) goes under
+    `workdir`, kept for a look afterwards; without one, under a temp folder removed at the end."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="unetbot-demo-") as tmp:
+            return _rounds(Path(tmp))
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    return _rounds(Path(workdir))
+
+
+def _rounds(base: Path) -> list[RoundReport]:
+    with seeded_hub(base):  # restores the environment on exit
+        # torch's compile cache, which its import creates in the system temp folder otherwise
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(base / "torchinductor")
         config_path = demo_config(base / "bot.yaml")
+        display().event(
+            "demo: seeded the embedded Hub; run 1 of 2 (scan -> plan -> convert -> "
+            "validate -> publish)"
+        )
         first = run_round(
             "run 1: scan -> plan -> convert -> validate -> publish", config_path, base / "out"
         )
+        display().event("demo: run 2 of 2 (same revisions: nothing to redo)")
         second = run_round("run 2: same revisions, nothing to redo", config_path, base / "out2")
         return [first, second]
+
+
+NEXT_STEPS = """\
+next:
+  bot variants                     every variant, its format, what loads it
+  bot convert FOLDER --out out     convert a local diffusers folder (--variants all)
+  bot validate out                 re-check a folder from its manifest.json
+  bot bench out --max-ram 8GB      the cost of each file here, and a pick
+  bot demo --workdir demo          keep the demo's Hub and files in ./demo"""

@@ -30,6 +30,7 @@ from bot.config import BotConfig
 from bot.discover.fingerprint import fingerprint_of
 from bot.discover.listing import list_repos
 from bot.discover.policy import RepoFacts, licence_of, policy_skip, size_skip
+from bot.reasons import ships_original
 from engine.errors import BadInput, BudgetExhausted, ExitCode, HubRateLimited, UnetbotError
 from engine.formats.config_json import parse_json_object
 from engine.run.selection import SourceFacts
@@ -146,7 +147,9 @@ def _existing_checkpoint(
             continue
         match = match_original_checkpoint(table, unet_config, filename)
         if match.matches:
-            return match.reason
+            log.info("%s: %s", facts.repo_id, match.reason)
+            what = "a full checkpoint" if match.contents == "full" else "the UNet alone"
+            return ships_original(filename, what)
     return ""
 
 

@@ -14,6 +14,7 @@ from huggingface_hub import snapshot_download
 
 from bot.client.hub import Hub
 from bot.client.repo_files import bytes_matching, needed_files
+from bot.progress import describe_bytes, stage_bar
 from engine.errors import BudgetExhausted
 from engine.source.layout import Precision
 
@@ -48,14 +49,16 @@ def fetch(hub: Hub, request: FetchRequest, budget_bytes: int) -> Path:
             f"{request.repo_id}: {size / 1e9:.2f} GB to download exceeds the download budget "
             f"({budget_bytes / 1e9:.2f} GB)"
         )
-    path = hub.call(
-        f"download {request.repo_id}",
-        snapshot_download,
-        request.repo_id,
-        revision=request.revision,
-        allow_patterns=patterns,
-        endpoint=hub.settings.endpoint,
-        token=hub.settings.token,
-        cache_dir=hub.settings.cache_dir,
-    )
+    count = bytes_matching(dict.fromkeys(request.files, 1), patterns)
+    with stage_bar(f"download {request.repo_id}", describe_bytes(count, size)):
+        path = hub.call(
+            f"download {request.repo_id}",
+            snapshot_download,
+            request.repo_id,
+            revision=request.revision,
+            allow_patterns=patterns,
+            endpoint=hub.settings.endpoint,
+            token=hub.settings.token,
+            cache_dir=hub.settings.cache_dir,
+        )
     return Path(path)

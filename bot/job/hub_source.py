@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from bot import reasons
 from bot.choice import SourceSize, VariantChoice, choose_variants, trim_to_budget
 from bot.client.hub import Hub
 from bot.client.identity import Identity, bot_identity
@@ -17,6 +18,7 @@ from bot.job.convert_stage import convert_stage
 from bot.job.fetch import FetchRequest, fetch
 from bot.job.ledger_hooks import JobLedger, job_ledger
 from bot.job.types import JobRequest, JobResult
+from bot.progress import describe_bytes, display, stage_bar
 from bot.publish.cards import CardContext
 from bot.publish.commit import execute, plan_pr, plan_repo
 from bot.publish.state import Target, close_superseded_prs, target_for, target_state
@@ -38,23 +40,36 @@ def pending_targets(
     mode: PublishMode,
     me: Identity,
     ledger: JobLedger | None = None,
-) -> dict[PublishTarget, Target]:
+) -> tuple[dict[PublishTarget, Target], dict[str, str]]:
     """Targets that have variants to publish and lack this source revision (or, per the
-    ledger, its inputs). Superseded open PRs of the bot are closed here, whenever seen (the
-    crash-window repair)."""
+    ledger, its inputs), and why each other target of `mode` needs no work (bot/reasons.py).
+    Superseded open PRs of the bot are closed here, whenever seen (the crash-window repair)."""
     pending: dict[PublishTarget, Target] = {}
+    why: dict[str, str] = {}
     for kind in mode.targets:
-        if not choice.per_target.get(kind) or (kind.is_pr and candidate.pr_skip):
+        if not choice.per_target.get(kind):
+            why[kind.key] = reasons.nothing_chosen(kind.key)
+            continue
+        if kind.is_pr and candidate.pr_skip:
+            why[kind.key] = candidate.pr_skip
             continue
         if ledger is not None and ledger.settled(candidate, kind):
+            failed = kind.key in ledger.held_back(candidate, choice, mode)
+            why[kind.key] = (
+                reasons.held_back([kind.key], __version__)
+                if failed
+                else reasons.already_published(candidate.sha, by_ledger=True)
+            )
             continue
         target = target_for(kind, candidate.repo_id, me.namespace)
         state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
         if state.superseded_prs:
             close_superseded_prs(hub, candidate.repo_id, state.superseded_prs, candidate.sha)
-        if not state.done:
+        if state.done:
+            why[kind.key] = reasons.already_published(candidate.sha)
+        else:
             pending[kind] = target
-    return pending
+    return pending, why
 
 
 def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
@@ -73,18 +88,12 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     if candidate.pr_skip and PublishTarget.PR in request.publish.targets:
         result.notes.append(f"no pull request: {candidate.pr_skip}")
     ledger = job_ledger(hub, config, me.user, me.namespace, request.publish, request.dry_run)
-    pending = pending_targets(hub, candidate, choice, request.publish, me, ledger)
+    pending, why = pending_targets(hub, candidate, choice, request.publish, me, ledger)
     chosen = choice.for_targets(pending) if request.publish is not PublishMode.NONE else choice
     result.planned = [v.name for v in chosen.variants]
     result.targets = [t.describe() for t in pending.values()]
     if request.publish is not PublishMode.NONE and not pending:
-        held = ledger.held_back(candidate, choice, request.publish) if ledger else []
-        result.skipped = (
-            f"not redone: {', '.join(held)} failed validation for these inputs with unetbot "
-            f"{__version__} (the ledger retries when either changes)"
-            if held
-            else f"already published for revision {candidate.sha[:12]}"
-        )
+        result.skipped = reasons.combine(why)
         return result
     if request.dry_run or not chosen.variants:
         return result
@@ -136,7 +145,11 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
                 hub, ctx, target, result.out, result.manifest, passed, snapshot, left_out,
                 unet_folder=candidate.unet_folder or ".", over_budget=over_budget,
             )  # fmt: skip
-        url = execute(hub, plan, me.user)
+        what = "pull request on" if kind.is_pr else "commit to"
+        size = describe_bytes(len(plan.uploads), sum(u.size for u in plan.uploads))
+        with stage_bar(f"publish: {what} {target.repo_id}", size):
+            url = execute(hub, plan, me.user)
+        display().event(f"published: {url}")
         result.published.append(url)
         result.published_to[kind.key] = url
         if kind.is_pr:

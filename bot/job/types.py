@@ -44,9 +44,11 @@ class JobResult:
     exit_code: ExitCode = ExitCode.OK
 
     def failed(self) -> list[str]:
+        """Variants that failed validation (a `--skip-validation` artifact did not: it was not
+        validated, and is never published)."""
         if self.manifest is None:
             return []
-        return [a.variant for a in self.manifest.artifacts if not a.passed]
+        return [a.variant for a in self.manifest.artifacts if a.validation and not a.passed]
 
     def to_dict(self) -> dict:
         artifacts = self.manifest.artifacts if self.manifest else []
@@ -73,6 +75,8 @@ class JobResult:
         }
 
     def summary(self) -> str:
+        """The closing summary: what was written or published, where, how to load it, what was
+        skipped and why."""
         lines = [f"source: {self.source}"]
         if self.skipped:
             lines.append(f"skipped: {self.skipped}")
@@ -82,9 +86,21 @@ class JobResult:
                 lines.append("planned: " + ", ".join(self.planned))
             lines += [f"would publish to {t}" for t in self.targets]
         else:
-            for a in self.manifest.artifacts:
+            artifacts = self.manifest.artifacts
+            lines.append(f"wrote {len(artifacts)} artifact(s) to {self.out}:")
+            for a in artifacts:
                 status = a.validation.status if a.validation else "not validated"
-                lines.append(f"  {a.variant:18} {a.bytes / 1e6:10.1f} MB  {status:13} {a.path}")
+                where = self.out / a.path
+                lines.append(f"  {a.variant:18} {a.bytes / 1e6:8.1f} MB  {status:14} {where}")
+                lines.append(f"  {'':18} loads with: {', '.join(a.consumers)}")
             lines.append(f"manifest: {self.out / 'manifest.json'}")
+            unchecked = [a.variant for a in artifacts if a.validation is None]
+            if unchecked:
+                lines.append(
+                    f"not validated (--skip-validation): {', '.join(unchecked)}; never published;"
+                    f" `bot validate {self.out}` checks them"
+                )
+            if self.failed():
+                lines.append(f"failed validation (never published): {', '.join(self.failed())}")
         lines += [f"published: {p}" for p in self.published]
         return "\n".join(lines)

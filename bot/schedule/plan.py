@@ -24,11 +24,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import reasons
 from bot.choice import SourceSize, VariantChoice, choose_variants
 from bot.client.hub import Hub
 from bot.client.identity import Identity, bot_identity
 from bot.config import BotConfig, PublishMode
 from bot.discover.listing import Listing, list_repos
+from bot.discover.scan import Candidate
 from bot.ledger.model import Outcome
 from bot.ledger.rebuild import open_book
 from bot.ledger.store import LedgerBook
@@ -117,6 +119,19 @@ class _Targets:
         return pending, held
 
 
+def _why_done(c: Candidate, choice: VariantChoice, mode: PublishMode) -> str:
+    """Why a repo with no pending and no held-back target needs no work (bot/reasons.py)."""
+    why = {}
+    for kind in mode.targets:
+        if not choice.per_target.get(kind):
+            why[kind.key] = reasons.nothing_chosen(kind.key)
+        elif kind.is_pr and c.pr_skip:
+            why[kind.key] = c.pr_skip
+        else:  # neither pending nor held back: the ledger or the Hub's markers have it
+            why[kind.key] = reasons.already_published(c.sha)
+    return reasons.combine(why)
+
+
 def make_plan(
     hub: Hub, config: BotConfig, mode: PublishMode | None = None, *, use_ledger: bool = True
 ) -> Plan:
@@ -150,7 +165,7 @@ def make_plan(
         elif held:  # listed every run: a held-back target is a problem to look at
             plan.skipped.append({**row, "reason": "; ".join(held)})
         else:
-            plan.done.append({**row, "reason": "already published for this revision"})
+            plan.done.append({**row, "reason": _why_done(c, choice, mode)})
 
     report = run_pass(hub, config, me.namespace, book, listing, on_candidate)
     # New revisions of repos already published first, then the most used.

@@ -113,8 +113,8 @@ def match_original_checkpoint(
     full = prefixed and any(n.startswith(VAE_PREFIX) for n in names)
     full = full and any(n.startswith(CLIP_PREFIX) for n in names)
     contents = "full" if full else "unet"
-    what = "full original checkpoint (UNet + VAE + CLIP)" if full else "original-format UNet"
+    what = "a full original checkpoint (UNet + VAE + CLIP)" if full else "an original-format UNet"
     note = ""
     if LCM_COND_PROJ_ORIGINAL in expected and LCM_COND_PROJ_ORIGINAL not in found:
         note = " (without the LCM guidance embedding cond_proj)"
-    return CheckpointMatch(contents, f"{filename} is already a {what} of this UNet{note}")
+    return CheckpointMatch(contents, f"{filename} is already {what} of this UNet{note}")
