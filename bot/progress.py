@@ -1,9 +1,9 @@
 """What a command shows while it works: its stages (download, convert + validate, publish), on
 stderr, in one of two renderings chosen by where stderr goes.
 
-- On a terminal: rich progress lines, one per stage (a bar with steps and the time left where the
-  total is known, a spinner otherwise), each step finished printed above it, and the stage left
-  as one line with its time once done.
+- On a terminal: rich progress lines, one per stage (a bar with steps, or bytes and speed for a
+  download, and the time left where the total is known), lines the stage prints (one per
+  finished artifact) above it, and the stage left as one line with its time once done.
 - In a log (stderr is a file or a pipe: CI, `2> run.log`): one plain line per event, no cursor
   control, no carriage returns, so an Actions log reads top to bottom.
 
@@ -57,17 +57,18 @@ class Display:
     def event(self, text: str) -> None:
         """One line (above a live bar on a terminal)."""
         if self.live:
-            self._console().print(text, highlight=False, markup=False)
+            self._console().print(text, highlight=False, markup=False, soft_wrap=True)
         else:
             self.stream.write(text + "\n")
             self.stream.flush()
 
     @contextmanager
-    def stage(self, title: str, detail: str = "") -> Iterator[Hook]:
-        """A stage; yields `hook(item, index, total)`: step `index` of `total` is `item`."""
+    def stage(self, title: str, detail: str = "", in_bytes: bool = False) -> Iterator[Hook]:
+        """A stage; yields `hook(item, index, total)`: step `index` of `total` is `item` (with
+        `in_bytes`, `index` of `total` bytes are done: shown live, not as log lines)."""
         started = time.perf_counter()
         if self.live:
-            with self._live_stage(title, detail) as hook:
+            with self._live_stage(title, detail, in_bytes) as hook:
                 yield hook
             return
         self.event(f"{title}{f' ({detail})' if detail else ''} ...")
@@ -75,7 +76,7 @@ class Display:
 
         def hook(item: str, index: int, total: int) -> None:
             nonlocal last
-            if item != last and item != "done":
+            if item != last and item != "done" and not in_bytes:
                 self.event(f"  [{min(index + 1, total)}/{total}] {item}")
             last = item
 
@@ -92,36 +93,38 @@ class Display:
         return Console(file=self.stream, stderr=self._stream is None, highlight=False)
 
     @contextmanager
-    def _live_stage(self, title: str, detail: str) -> Iterator[Hook]:
+    def _live_stage(self, title: str, detail: str, in_bytes: bool) -> Iterator[Hook]:
         from rich.progress import (
             BarColumn,
+            DownloadColumn,
             MofNCompleteColumn,
             Progress,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
+            TransferSpeedColumn,
         )
 
-        label = f"{title}{f' ({detail})' if detail else ''}"
+        # a download shows its size in DownloadColumn; the detail would crowd 80 columns
+        label = title if in_bytes or not detail else f"{title} ({detail})"
+        counts = [DownloadColumn(), TransferSpeedColumn()] if in_bytes else [MofNCompleteColumn()]
         with Progress(
             SpinnerColumn(finished_text="[green]done"),
             TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
+            BarColumn(bar_width=12),
+            *counts,
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self._console(),
             transient=False,
         ) as progress:
             task = progress.add_task(label, total=None)
-            last = ""
 
             def hook(item: str, index: int, total: int) -> None:
-                nonlocal last
-                if last and item != last:
-                    progress.console.print(f"  done: {last}", highlight=False, markup=False)
-                last = "" if item == "done" else item
+                if in_bytes:
+                    progress.update(task, completed=index, total=total or None)
+                    return
                 shown = label if item == "done" else f"{label}: {item}"
                 progress.update(task, description=shown, completed=index, total=total)
 
@@ -130,6 +133,25 @@ class Display:
             progress.update(
                 task, description=label, completed=task_total or 1, total=task_total or 1
             )
+
+
+def byte_reporter(hook: Hook) -> type:
+    """A tqdm class for huggingface_hub's `tqdm_class`: it draws nothing and reports the bytes
+    of its byte bars to `hook("", done, total)` (the download stage's live bar)."""
+    from tqdm import tqdm
+
+    class Reporter(tqdm):
+        def __init__(self, *args, **kwargs):
+            self._in_bytes = kwargs.get("unit") == "B"
+            kwargs["disable"] = True  # tqdm then keeps only n and total
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> None:
+            self.n += n or 0
+            if self._in_bytes:
+                hook("", int(self.n), int(self.total or 0))
+
+    return Reporter
 
 
 _display: Display | None = None
@@ -150,7 +172,7 @@ def set_display(new: Display | None) -> None:
 
 
 @contextmanager
-def stage_bar(title: str, detail: str = "") -> Iterator[Hook]:
+def stage_bar(title: str, detail: str = "", in_bytes: bool = False) -> Iterator[Hook]:
     """A stage of this process's display (see `Display.stage`)."""
-    with display().stage(title, detail) as hook:
+    with display().stage(title, detail, in_bytes) as hook:
         yield hook

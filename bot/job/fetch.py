@@ -14,7 +14,7 @@ from huggingface_hub import snapshot_download
 
 from bot.client.hub import Hub
 from bot.client.repo_files import bytes_matching, needed_files
-from bot.progress import describe_bytes, stage_bar
+from bot.progress import byte_reporter, describe_bytes, display, stage_bar
 from engine.errors import BudgetExhausted
 from engine.source.layout import Precision
 
@@ -50,7 +50,10 @@ def fetch(hub: Hub, request: FetchRequest, budget_bytes: int) -> Path:
             f"({budget_bytes / 1e9:.2f} GB)"
         )
     count = bytes_matching(dict.fromkeys(request.files, 1), patterns)
-    with stage_bar(f"download {request.repo_id}", describe_bytes(count, size)):
+    with stage_bar(f"download {request.repo_id}", describe_bytes(count, size), True) as hook:
+        # on a terminal, the bytes huggingface_hub reports drive the stage's bar
+        bars = {"tqdm_class": byte_reporter(hook)} if display().live else {}
+        hook("", 0, size)
         path = hub.call(
             f"download {request.repo_id}",
             snapshot_download,
@@ -60,5 +63,6 @@ def fetch(hub: Hub, request: FetchRequest, budget_bytes: int) -> Path:
             endpoint=hub.settings.endpoint,
             token=hub.settings.token,
             cache_dir=hub.settings.cache_dir,
+            **bars,
         )
     return Path(path)

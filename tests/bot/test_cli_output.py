@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT = [sys.executable, "-m", "bot.cli"]
+COLUMNS = 80
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|DEBUG) ", re.M)
 
@@ -30,7 +31,7 @@ def run_in_pty(
     """Run `bot ARGS` with stderr (and with `stdout_too` stdout) on a pseudo-terminal (80 x 24),
     else stdout to a pipe: (exit code, stdout, everything the terminal got)."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
     proc = subprocess.Popen(
         [*BOT, *args], cwd=ROOT, env=env or _env(), stdin=slave,
         stdout=slave if stdout_too else subprocess.PIPE, stderr=slave, close_fds=True,
@@ -70,7 +71,9 @@ def test_terminal_shows_a_live_display_and_no_log_lines(tiny_pipeline, tmp_path)
     assert code == 0, tty[-3000:]
     assert "\r" in tty and "\x1b[" in tty  # redrawn in place: a live display
     text = ANSI.sub("", tty)
-    assert "convert + validate" in text and "done: validate gguf-q8_0" in text
+    assert "convert + validate" in text
+    gguf = tmp_path / "out" / f"{src.name}-Q8_0.gguf"
+    assert re.search(rf"gguf-q8_0: passed \(\d+\.\d MB, {re.escape(str(gguf))}\)", text), text
     assert not LOG_LINE.search(text) and " INFO " not in text, text[-3000:]
     assert "Failed to load" not in text and "_pytree" not in text  # torch/torchao import noise
     for name in (f"{src.name}.unet.safetensors", f"{src.name}-Q8_0.gguf", "manifest.json"):
@@ -84,11 +87,30 @@ def test_a_log_reads_top_to_bottom(tiny_pipeline, tmp_path):
     assert code == 0, log[-3000:]
     assert "\r" not in log and "\x1b[" not in log  # no cursor control, no ESC[A, no colours
     lines = log.splitlines()
-    assert "convert + validate ..." in lines
+    assert "convert + validate (2 variants) ..." in lines
     assert any(re.fullmatch(r"  \[\d+/\d+\] validate original", line) for line in lines), log
+    assert any(line.startswith("  original: passed (") for line in lines), log
     assert any(line.startswith("convert + validate: done in ") for line in lines)
     assert not LOG_LINE.search(log)
     assert f"{src.name}-Q8_0.gguf" in out
+
+
+def test_a_hub_source_shows_its_download_as_a_stage(seeded_hub, tmp_path):
+    args = ["convert", "alice/tiny-lcm", "--out", str(tmp_path / "a")]
+    args += ["--config", str(seeded_hub.config_path)]
+    code, out, tty = run_in_pty(args, _env())
+    text = ANSI.sub("", tty)
+    assert code == 0, text[-3000:]
+    assert re.search(r"download alice/tiny-lcm .*2\.\d/2\.\d MB", text), text  # bytes of total
+    assert "Fetching" not in text and "it/s" not in text  # no huggingface_hub bar
+    args[3] = str(tmp_path / "b")
+    code, out, log = run_to_file(args, tmp_path)
+    assert code == 0, log[-3000:]
+    assert "\r" not in log and "\x1b[" not in log
+    lines = log.splitlines()
+    assert re.fullmatch(r"download alice/tiny-lcm \(\d+ files, [\d.]+ MB\) \.\.\.", lines[0]), log
+    assert any(line.startswith("download alice/tiny-lcm: done in ") for line in lines)
+    assert "tiny-lcm.unet.safetensors" in out
 
 
 def test_verbose_adds_the_log_lines_and_log_file_always_has_them(tiny_pipeline, tmp_path):
