@@ -46,6 +46,7 @@ LAYERS: dict[str, list[str]] = {
         "bot.config",
         "bot.choice",
         "bot.progress",
+        "bot.reasons",  # the wording of why a job or plan row does nothing
         "bot.hub",  # the embedded Hub server (tests, demo)
         "bot.client",  # the only door to the Hub: retries, pacing, who the bot is
         "bot.bench",  # `bot bench` and the cost views the cards read
