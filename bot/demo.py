@@ -89,9 +89,24 @@ def run_demo(workdir: Path | None = None) -> list[RoundReport]:
 
 
 def _rounds(base: Path) -> list[RoundReport]:
+    # torch's compile cache folder, which torch creates in the system temp folder otherwise (and
+    # records in this variable) the first time it looks for it: before the seeding imports torch
+    saved = os.environ.get(_INDUCTOR)
+    os.environ[_INDUCTOR] = str(base / "torchinductor")
+    try:
+        return _seeded_rounds(base)
+    finally:
+        if saved is None:
+            os.environ.pop(_INDUCTOR, None)
+        else:
+            os.environ[_INDUCTOR] = saved
+
+
+_INDUCTOR = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def _seeded_rounds(base: Path) -> list[RoundReport]:
     with seeded_hub(base):  # restores the environment on exit
-        # torch's compile cache, which its import creates in the system temp folder otherwise
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(base / "torchinductor")
         config_path = demo_config(base / "bot.yaml")
         display().event(
             "demo: seeded the embedded Hub; run 1 of 2 (scan -> plan -> convert -> "
