@@ -37,7 +37,10 @@ def held_back(variants: list[str], version: str) -> str:
 
 
 def combine(per_target: Mapping[str, str]) -> str:
-    """One `skipped` text from each target's cause."""
+    """One `skipped` text from each target's cause. A target the variants leave empty was not
+    asked for (the notes say so): it is a cause only when no target was."""
+    asked = {t: cause for t, cause in per_target.items() if cause != nothing_chosen(t)}
+    per_target = asked or per_target
     causes = list(dict.fromkeys(per_target.values()))
     if len(causes) == 1:
         return causes[0]

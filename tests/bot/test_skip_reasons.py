@@ -68,7 +68,9 @@ def test_already_published_comes_from_the_hub_markers_or_the_ledger(seeded_hub, 
     assert again.manifest is None and again.published == []
 
 
-def test_targets_the_variants_leave_empty_say_so_beside_the_published_one(seeded_hub, tmp_path):
+def test_targets_the_variants_leave_empty_are_not_a_cause_beside_a_published_one(
+    seeded_hub, tmp_path
+):
     sha = seeded_hub.repos["alice/tiny-lcm"]
     first = _job(seeded_hub, "alice/tiny-lcm", tmp_path / "a", "repo", variants="gguf-q8_0")
     assert first.exit_code == 0 and len(first.published) == 1
@@ -76,23 +78,27 @@ def test_targets_the_variants_leave_empty_say_so_beside_the_published_one(seeded
         seeded_hub, "alice/tiny-lcm", "--publish", "all", "--variants", "gguf-q8_0",
         "--dry-run", "--out", str(tmp_path / "out"),
     )  # fmt: skip
-    why = {
-        kind.key: reasons.already_published(sha)
-        if kind.key == "gguf"
-        else reasons.nothing_chosen(kind.key)
-        for kind in PublishMode.ALL.targets
-    }
-    assert result["skipped"] == reasons.combine(why)
-    assert (
-        f"pr: no variant chosen for pr; gguf: already published for revision {sha[:12]}"
-        in (result["skipped"])
+    assert result["skipped"] == reasons.already_published(sha)
+    assert any("the pr target" in n for n in result["notes"]), result["notes"]  # said there
+
+
+def test_variants_that_leave_every_target_empty_say_so():
+    why = {"torchao": reasons.nothing_chosen("torchao"), "quanto": reasons.nothing_chosen("quanto")}
+    assert reasons.combine(why) == (
+        "torchao: no variant chosen for torchao; quanto: no variant chosen for quanto"
     )
 
 
 def test_causes_of_several_targets_are_joined_unless_they_agree():
     same = reasons.already_published("a" * 40)
     assert reasons.combine({"gguf": same, "quanto": same}) == same
-    mixed = reasons.combine({"pr": reasons.ships_original("x.safetensors"), "gguf": same})
+    mixed = reasons.combine(
+        {
+            "pr": reasons.ships_original("x.safetensors"),
+            "gguf": same,
+            "quanto": reasons.nothing_chosen("quanto"),  # not asked for: not a cause here
+        }
+    )
     assert mixed == (
         "pr: the repo already ships an original checkpoint (x.safetensors); "
         f"gguf: already published for revision {'a' * 12}"
