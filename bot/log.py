@@ -39,10 +39,11 @@ class RedactingFilter(logging.Filter):
 
 # Libraries that log import-time noise on a CPU-only machine (torchao's missing CUDA kernels,
 # torch's pytree notices, diffusers' dtype hints, transformers' torchvision fallbacks). Their
-# warnings are kept with --verbose and in --log-file; errors always show. A filter on the logger
-# itself, since torch resets its loggers' levels when it is imported.
+# warnings are kept with --verbose; errors always show. A filter on the logger itself, since torch
+# resets its loggers' levels when it is imported.
 _NOISY = ("torchao", "torch.utils._pytree", "diffusers", "transformers")
 _LONG = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_verbose = False
 
 
 class _ErrorsOnly(logging.Filter):
@@ -76,7 +77,10 @@ def setup_logging(verbose: bool = False, log_file: Path | None = None) -> loggin
     """Configure the `unetbot` logger, redacted; idempotent.
 
     stderr gets warnings and errors (`warning: ...`), or with `verbose` every line with its
-    time and logger name; `log_file`, when given, always gets every line (debug included)."""
+    time and logger name; `log_file`, when given, always gets every line (debug included). A
+    later call without `verbose` (a command's own setup) keeps an earlier -v."""
+    global _verbose
+    verbose = _verbose = verbose or _verbose
     logger = logging.getLogger("unetbot")
     logger.setLevel(logging.DEBUG if verbose or log_file else logging.INFO)
     if not verbose:
