@@ -17,6 +17,7 @@ from engine.source.layout import (
     Precision,
     pickle_files,
     select_for,
+    select_pickle_weights,
     select_weights,
 )
 
@@ -41,19 +42,24 @@ def weight_files(
     unet_folder: str = "unet",
 ) -> list[str] | None:
     """Paths of the weight set `component` is read from at `precision` (index first when
-    sharded); None if it has no safetensors weights. `unet_folder` is "" for a bare UNet repo."""
-    chosen = select_weights(
-        files, _folder(component, unet_folder), COMPONENT_STEMS[component], precision
-    )
+    sharded): its safetensors weights, else its pickle weights (opened only through
+    engine.source.pickle_source); None if it has neither. `unet_folder` is "" for a bare UNet
+    repo."""
+    files = list(files)
+    args = (files, _folder(component, unet_folder), COMPONENT_STEMS[component], precision)
+    chosen = select_weights(*args) or select_pickle_weights(*args)
     return list(chosen.paths) if chosen is not None else None
 
 
 def has_pickle_only(
     files: Mapping[str, int] | Iterable[str], component: str, unet_folder: str = "unet"
 ) -> bool:
+    """The component's weights are pickles only (no safetensors set)."""
     files = list(files)
-    return weight_files(files, component, unet_folder=unet_folder) is None and bool(
-        pickle_files(files, _folder(component, unet_folder))
+    folder = _folder(component, unet_folder)
+    stem = COMPONENT_STEMS[component]
+    return select_weights(files, folder, stem, Precision.MAIN) is None and bool(
+        pickle_files(files, folder)
     )
 
 
@@ -91,7 +97,14 @@ def needed_files(
     for component in dict.fromkeys(components):
         folder = _folder(component, unet_folder)
         config = f"{folder}/config.json" if folder else "config.json"
-        sets = select_for(files, folder, COMPONENT_STEMS[component], chosen_precisions)
+        stem = COMPONENT_STEMS[component]
+        sets = select_for(files, folder, stem, chosen_precisions) or [
+            s
+            for s in dict.fromkeys(
+                select_pickle_weights(files, folder, stem, p) for p in chosen_precisions
+            )
+            if s is not None
+        ]
         if config not in present or not sets:
             continue
         wanted.append(config)

@@ -25,18 +25,27 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 
 from bot.client.hub import Hub
-from bot.client.repo_files import bytes_matching, has_component, has_pickle_only, weight_files
+from bot.client.repo_files import bytes_matching, has_component, weight_files
+from bot.client.security import hub_verdicts
 from bot.config import BotConfig
 from bot.discover.fingerprint import fingerprint_of
 from bot.discover.listing import list_repos
 from bot.discover.policy import RepoFacts, licence_of, policy_skip, size_skip
 from bot.reasons import ships_original
-from engine.errors import BadInput, BudgetExhausted, ExitCode, HubRateLimited, UnetbotError
+from engine.errors import (
+    BadInput,
+    BudgetExhausted,
+    ExitCode,
+    HubRateLimited,
+    PolicySkipped,
+    UnetbotError,
+)
 from engine.formats.config_json import parse_json_object
 from engine.run.selection import SourceFacts
 from engine.source.checkpoint_match import match_original_checkpoint
 from engine.source.classify import ModelKind, classify_unet
-from engine.source.layout import COMPONENT_STEMS, FP16, Precision, weight_sets
+from engine.source.layout import COMPONENT_STEMS, FP16, Precision, pickle_weight_sets, weight_sets
+from engine.source.pickle_source import pickle_sets
 from engine.source.repo_kind import RepoKind, classify_repo, layout_json_files
 
 log = logging.getLogger("unetbot.scan")
@@ -59,6 +68,9 @@ class Candidate:
     # single-file checkpoint of this UNet), or "".
     pr_skip: str = ""
     fingerprint: str = ""  # the inputs' fingerprint (bot/discover/fingerprint.py), "" when unknown
+    # Pickle weight files the conversion reads (components without safetensors weights) -> the
+    # Hub's security record of each, all safe (bot/client/security.py); {} for none.
+    pickles: dict[str, dict] = field(default_factory=dict, repr=False)
     files: dict[str, int] = field(default_factory=dict, repr=False)
     card_data: dict = field(default_factory=dict, repr=False)
 
@@ -82,6 +94,7 @@ class Candidate:
         d = asdict(self)
         d.pop("files")
         d.pop("card_data")
+        d["pickles"] = sorted(self.pickles)
         d["kind"] = self.kind.value if self.kind else ""
         d["refusal"] = self.refusal.label
         return d
@@ -171,11 +184,8 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
         code = ExitCode.BAD_INPUT if layout.kind is RepoKind.NO_MODEL else ExitCode.UNSUPPORTED
         return candidate.refuse(layout.reason, code)
     folder = candidate.unet_folder = layout.unet_folder or ""
-    if has_pickle_only(facts.files, "unet", folder):
-        reason = "pickle-only UNet weights (.bin); unetbot never unpickles Hub files"
-        return candidate.refuse(reason, ExitCode.BAD_INPUT)
     if weight_files(facts.files, "unet", unet_folder=folder) is None:
-        return candidate.refuse("no UNet safetensors weights", ExitCode.BAD_INPUT)
+        return candidate.refuse("no UNet weights (safetensors or .bin)", ExitCode.BAD_INPUT)
     config_path = f"{folder}/config.json" if folder else "config.json"
     unet_config = small.get(config_path) or _small_json(hub, facts, config_path)
     classification = classify_unet(unet_config)
@@ -185,7 +195,8 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
     candidate.has_full_pipeline = bool(folder) and all(
         has_component(facts.files, c) for c in ("vae", "text_encoder")
     )
-    sets = weight_sets(facts.files, folder, COMPONENT_STEMS["unet"])
+    stem = COMPONENT_STEMS["unet"]
+    sets = weight_sets(facts.files, folder, stem) or pickle_weight_sets(facts.files, folder, stem)
     candidate.fp16_twin = None in sets and FP16 in sets
     candidate.unet_bytes = _weights_bytes(facts.files, "unet", folder)
     total = candidate.unet_bytes
@@ -194,6 +205,11 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
     reason = size_skip(candidate.unet_bytes, total, config.policy)
     if reason:
         return candidate.refuse(reason, ExitCode.POLICY_SKIPPED)
+    pickles = [p for _, chosen in pickle_sets(facts.files) for p in chosen.weights]
+    try:  # the Hub's verdict on every pickle the conversion could read, before any download
+        candidate.pickles = hub_verdicts(hub, facts.repo_id, facts.sha, pickles)
+    except PolicySkipped as exc:
+        return candidate.refuse(str(exc), ExitCode.POLICY_SKIPPED)
     candidate.pr_skip = _existing_checkpoint(hub, facts, layout.root_checkpoints, unet_config)
     candidate.status, candidate.reason = "supported", classification.reason
     return candidate

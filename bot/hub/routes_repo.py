@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from bot.hub import cardmeta, shapes
+from bot.hub import cardmeta, security, shapes
 from bot.hub.errors import Conflict, EntryNotFound, NotFound, RepoNotFound, Unauthorized
 from bot.hub.http import API_REPO, SEG, Ctx, json_response, route
 from bot.hub.model import Commit, FileEntry, check_path, check_repo_id
@@ -184,6 +184,7 @@ def tree(ctx: Ctx) -> Response:
     items += [entry_json(p, e) for p, e in sorted(files.items()) if wanted(p)]
     if ctx.flag("expand"):
         _with_last_commit(ctx, commit, items)
+        security.with_records(ctx.hub, ctx.repo_id, files, items)
     return json_response(items)
 
 
@@ -210,6 +211,7 @@ def paths_info(ctx: Ctx) -> Response:
             items.append(dir_json(commit.files, p))
     if expand:
         _with_last_commit(ctx, commit, items)
+        security.with_records(ctx.hub, ctx.repo_id, commit.files, items)
     return json_response(items)
 
 

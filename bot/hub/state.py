@@ -9,6 +9,7 @@ server). Accounts: `users`, `orgs`, `tokens`, `admins`, `gated_access` (auth.py)
     lfs_url_ttl: 3600                 # seconds an LFS upload URL stays valid
     max_json_body: 8388608            # bytes of a JSON body (413 past it)
     max_commit_body: 33554432         # bytes of an NDJSON commit (inline files are base64)
+    security_pending: [alice/m/*.bin] # files listed without a security record (bot/hub/security)
     repo_counts:                      # downloads / likes shown and sorted on (no real users)
       alice/model: {downloads: 1200, likes: 3}
 """
@@ -47,6 +48,7 @@ CONFIG_KEYS = frozenset(
         "max_json_body",
         "max_commit_body",
         "repo_counts",
+        "security_pending",
     }
 )
 
@@ -67,6 +69,8 @@ class HubState:
     )
     rate_limiter: RateLimiter | None = None
     stats: RequestStats = field(default_factory=RequestStats)
+    # repo/path patterns reported without a security record (not scanned yet; bot/hub/security)
+    security_pending: set[str] = field(default_factory=set)
 
 
 def load_config(config: Path | None) -> dict[str, Any]:
@@ -121,4 +125,5 @@ def build_state(root: Path, config: Path | None = None, *, durable: bool = True)
             "commit": int(cfg.get("max_commit_body", COMMIT_BODY_MAX)),
         },
         rate_limiter=RateLimiter.from_config(cfg.get("rate_limits")),
+        security_pending={str(p) for p in cfg.get("security_pending") or []},
     )

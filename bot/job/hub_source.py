@@ -6,6 +6,7 @@ for the Hub client's imports (about half a second of a whole `bot convert`, issu
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from bot import reasons
@@ -17,6 +18,7 @@ from bot.discover.scan import Candidate, judge, model_info
 from bot.job.convert_stage import convert_stage
 from bot.job.fetch import FetchRequest, fetch
 from bot.job.ledger_hooks import JobLedger, job_ledger
+from bot.job.pickles import opened_pickles, record_pickles
 from bot.job.types import JobRequest, JobResult
 from bot.progress import describe_bytes, display, stage_bar
 from bot.publish.cards import CardContext
@@ -110,9 +112,13 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     snapshot = fetch(hub, fetched, config.budget.max_download_bytes)
     stem = candidate.repo_id.split("/")[-1]
     provenance = Provenance(candidate.repo_id, candidate.sha)
-    convert_stage(request, result, snapshot, chosen, provenance, stem, grid)
+    with opened_pickles(snapshot, result.out, fetched.precisions, candidate.pickles) as opened:
+        convert_stage(request, result, opened[0], chosen, provenance, stem, grid)
+        record_pickles(result, opened[1], str(snapshot))
     assert result.manifest is not None
     ctx = _card_context(candidate, hub.settings.endpoint)
+    if opened[1] is not None:
+        ctx = replace(ctx, source_note=opened[1].summary())
     over_budget = dict(chosen.over_budget)
     if request.variants in (None, "auto") and size.capped(config.budget):  # exact bytes, again
         exact = {

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bot.choice import choose_variants
 from bot.config import BotConfig, PublishMode
 from bot.job.convert_stage import convert_stage
+from bot.job.pickles import opened_pickles, record_pickles
 from bot.job.types import JobRequest, JobResult
 from engine.errors import BadInput, ExitCode
 from engine.run.convert import source_facts
@@ -45,17 +46,20 @@ def run_job(request: JobRequest, config: BotConfig, hub: Hub | None = None) -> J
 
 def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
     result = JobResult(request.source, Path(request.out))
-    sets = WeightSets(Path(request.source))  # opened once: judged here, then converted
-    source = sets.main  # judge: configs and headers only
-    if not source.classification.supported:
-        result.skipped = source.classification.reason
-        result.exit_code = ExitCode.UNSUPPORTED
-        return result
-    choice = choose_variants(request.variants, request.publish, source_facts(source), config)
-    result.planned = [v.name for v in choice.variants]
-    result.notes += choice.notes
-    if request.dry_run:
-        return result
-    grid = request.grid and source.classification.is_lcm
-    convert_stage(request, result, sets, choice, Provenance(), None, grid)
+    with opened_pickles(Path(request.source), Path(request.out)) as (source_dir, pickles):
+        sets = WeightSets(source_dir)  # opened once: judged here, then converted
+        source = sets.main  # judge: configs and headers only
+        if not source.classification.supported:
+            result.skipped = source.classification.reason
+            result.exit_code = ExitCode.UNSUPPORTED
+            return result
+        choice = choose_variants(request.variants, request.publish, source_facts(source), config)
+        result.planned = [v.name for v in choice.variants]
+        result.notes += choice.notes
+        if request.dry_run:
+            return result
+        grid = request.grid and source.classification.is_lcm
+        stem = Path(request.source).resolve().name if pickles else None
+        convert_stage(request, result, sets, choice, Provenance(), stem, grid)
+        record_pickles(result, pickles, request.source)
     return result

@@ -113,6 +113,9 @@ class CardContext:
     licence_extra: dict  # license_name / license_link from the source card, when `other`
     licence_files: list[str]
     endpoint: str
+    # How the source was opened when that is worth saying (pickle weights: what scanned them,
+    # what the Hub reported, how they were loaded; bot/job/pickles.py), else "".
+    source_note: str = ""
 
     @property
     def is_lcm(self) -> bool:
@@ -257,6 +260,7 @@ def render_repo_card(
             repo_id=repo_id,
             source_repo=ctx.source_repo,
             source_revision=ctx.source_revision,
+            source_note=ctx.source_note,
             version=__version__,
             lcm=lcm,
             artifacts=[
@@ -325,6 +329,7 @@ def render_pr_description(
         .render(
             source_repo=ctx.source_repo,
             source_revision=ctx.source_revision,
+            source_note=ctx.source_note,
             version=__version__,
             lcm=ctx.is_lcm,
             has_full=has_full,

@@ -50,7 +50,9 @@ COMPONENT_STEMS = {
     "vae": "diffusion_pytorch_model",
     "text_encoder": "model",
 }
-_TRANSFORMERS_STEMS = {"model"}
+_TRANSFORMERS_STEMS = {"model", "pytorch_model"}
+# The pickle weight stem of each safetensors stem (transformers saved `pytorch_model.bin`).
+PICKLE_STEMS = {"diffusion_pytorch_model": "diffusion_pytorch_model", "model": "pytorch_model"}
 _SHARD = r"-(\d{5})-of-(\d{5})"
 
 
@@ -117,18 +119,20 @@ def _shards(
     return WeightFiles(folder, variant, weights, index, problem)
 
 
-def _variant_set(names: dict[str, str], folder: str, stem: str, variant: str | None):
-    """The weight set of one variant in one folder, or None."""
-    s = re.escape(stem)
+def _variant_set(
+    names: dict[str, str], folder: str, stem: str, variant: str | None, ext: str = "safetensors"
+):
+    """The weight set of one variant in one folder, or None (`ext` "bin": its pickle twin)."""
+    s, e = re.escape(stem), re.escape(ext)
     if variant is None:
-        single = f"{stem}.safetensors"
-        indexes = [(f"{stem}.safetensors.index.json", rf"{s}{_SHARD}\.safetensors")]
+        single = f"{stem}.{ext}"
+        indexes = [(f"{stem}.{ext}.index.json", rf"{s}{_SHARD}\.{e}")]
     else:
         v = re.escape(variant)
-        single = f"{stem}.{variant}.safetensors"
+        single = f"{stem}.{variant}.{ext}"
         indexes = [
-            (f"{stem}.safetensors.index.{variant}.json", rf"{s}\.{v}{_SHARD}\.safetensors"),
-            (f"{stem}.safetensors.{variant}.index.json", rf"{s}{_SHARD}\.{v}\.safetensors"),
+            (f"{stem}.{ext}.index.{variant}.json", rf"{s}\.{v}{_SHARD}\.{e}"),
+            (f"{stem}.{ext}.{variant}.index.json", rf"{s}{_SHARD}\.{v}\.{e}"),
         ]
     single_set = WeightFiles(folder, variant, (names[single],)) if single in names else None
     present = [(names[idx], pattern) for idx, pattern in indexes if idx in names]
@@ -165,6 +169,44 @@ def select_for(
         if chosen is not None and chosen not in out:
             out.append(chosen)
     return out
+
+
+def pickle_weight_sets(
+    files: Iterable[str], folder: str, stem: str
+) -> dict[str | None, WeightFiles]:
+    """The pickle (`.bin`) weight sets of `folder`, named as diffusers and transformers saved
+    them before safetensors became their default (`{stem}.bin`, `pytorch_model.bin`, the same
+    variant and shard names with `.bin`). Only engine.source.pickle_source opens them."""
+    names = _in_folder(files, folder)
+    pstem = PICKLE_STEMS.get(stem, stem)
+    sets = {v: _variant_set(names, folder, pstem, v, "bin") for v in (None, FP16)}
+    return {v: s for v, s in sets.items() if s is not None}
+
+
+def select_pickle_weights(
+    files: Iterable[str], folder: str, stem: str, precision: Precision
+) -> WeightFiles | None:
+    """`select_weights` for a folder whose only weights are pickles (None when it has
+    safetensors weights or no pickle set)."""
+    files = list(files)
+    if weight_sets(files, folder, stem):
+        return None
+    sets = pickle_weight_sets(files, folder, stem)
+    order = (FP16, None) if Precision(precision) is Precision.HALF else (None, FP16)
+    return next((sets[v] for v in order if v in sets), None)
+
+
+def safetensors_twin(path: str, stem: str) -> str:
+    """The safetensors name of a pickle weight file or index of `stem` (what the component
+    would hold had it been saved with safetensors): `text_encoder/pytorch_model.bin` ->
+    `text_encoder/model.safetensors`, `unet/diffusion_pytorch_model.bin.index.json` ->
+    `unet/diffusion_pytorch_model.safetensors.index.json`."""
+    folder, _, name = path.rpartition("/")
+    pstem = PICKLE_STEMS.get(stem, stem)
+    if not name.startswith(pstem) or ".bin" not in name[len(pstem) :]:
+        raise BadInput(f"{path}: not a pickle weight file of {pstem}")
+    twin = stem + name[len(pstem) :].replace(".bin", ".safetensors", 1)
+    return f"{folder}/{twin}" if folder else twin
 
 
 def pickle_files(files: Iterable[str], folder: str) -> list[str]:
