@@ -24,7 +24,9 @@ by hand in engine.synthetic.zoo_parts, each spot saying why.
 | `controlnet` | `ControlNetModel` at the root | refuse (3) |
 | `vae-only` | `AutoencoderKL` at the root | refuse (3) |
 | `sdxl` | SDXL-like UNet pipeline | refuse (3) |
-| `pickle-only` | UNet weights only as `.bin` | refuse (2) |
+| `pickle-only` | UNet weights only as `.bin` (diffusers `safe_serialization=False`) | convert via the pickle path |
+| `pickle-pipeline` | every component as `.bin` (diffusers < 0.20 / transformers 4 names) | convert via the pickle path (full) |
+| `pickle-sharded` | UNet as sharded `.bin` + `diffusion_pytorch_model.bin.index.json` | convert via the pickle path |
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Expected:
     fp16_twin: bool = False  # MAIN reads the main weights and an fp16 variant exists too
     root_checkpoint: str = ""  # an original checkpoint of this UNet already at the root
     text_encoder_layout: str = ""  # "transformers-4" | "transformers-5"
+    pickle: bool = False  # weights only as pickles: converted through engine.source.pickle_source
 
     @property
     def pr_target(self) -> bool:
@@ -278,10 +281,29 @@ def sdxl(folder: Path, seed: int = 0) -> ZooRepo:
 
 
 def pickle_only(folder: Path, seed: int = 0) -> ZooRepo:
-    """UNet weights only as a pickle (`.bin`): refused from the file name, never opened."""
+    """UNet weights only as a pickle (`.bin`), as diffusers saved them before safetensors
+    became its default (PR #4235, Aug 2023)."""
     unet = parts.tiny_unet(seed)
     unet.save_pretrained(folder / "unet", safe_serialization=False)
-    return _done(folder, "pickle-only", _refuse("pickle", RepoKind.PIPELINE, ExitCode.BAD_INPUT))
+    return _done(folder, "pickle-only", _convert("SD1.5 UNet", kind=ModelKind.SD15, pickle=True))
+
+
+def pickle_pipeline(folder: Path, seed: int = 0) -> ZooRepo:
+    """A whole pipeline of pickles: diffusers `safe_serialization=False` for the UNet and VAE,
+    and the text encoder as transformers 4 saved it (`pytorch_model.bin`, a `torch.save` of its
+    state dict: transformers 5 writes safetensors only)."""
+    pipe = parts.tiny_pipeline(seed)
+    pipe.save_pretrained(folder, safe_serialization=False)
+    parts.as_pickle_text_encoder(folder / "text_encoder", pipe.text_encoder)
+    expected = _full_pipeline(ModelKind.SD15, pickle=True)
+    return _done(folder, "pickle-pipeline", expected)
+
+
+def pickle_sharded(folder: Path, seed: int = 0) -> ZooRepo:
+    """UNet pickles in shards with their `diffusion_pytorch_model.bin.index.json`."""
+    unet = parts.tiny_unet(seed)
+    unet.save_pretrained(folder / "unet", safe_serialization=False, max_shard_size="1MB")
+    return _done(folder, "pickle-sharded", _convert("SD1.5 UNet", kind=ModelKind.SD15, pickle=True))
 
 
 Builder = Callable[[Path, int], ZooRepo]
@@ -302,6 +324,8 @@ ZOO: dict[str, Builder] = {
     "vae-only": vae_only,
     "sdxl": sdxl,
     "pickle-only": pickle_only,
+    "pickle-pipeline": pickle_pipeline,
+    "pickle-sharded": pickle_sharded,
 }
 
 

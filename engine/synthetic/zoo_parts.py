@@ -175,6 +175,16 @@ def as_old_configs(folder: Path) -> None:
         path.write_text(json.dumps(old, indent=2))
 
 
+def as_pickle_text_encoder(folder: Path, model) -> None:
+    """The text encoder as transformers 4 saved it by default: `torch.save(state_dict)` to
+    `pytorch_model.bin`, no safetensors file."""
+    import torch
+
+    for stale in folder.glob("model*.safetensors*"):
+        stale.unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+
+
 def add_pickle_twins(folder: Path, names: list[str]) -> None:
     """`.bin` files beside the safetensors (old repos have them); never opened by unetbot."""
     import torch
