@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,11 @@ from engine.synthetic.zoo import ZOO, ZooRepo, build_zoo
 from engine.writers.original import original_names, write_original
 
 HALF, MAIN = Precision.HALF, Precision.MAIN
-CONVERTIBLE = [
-    n
-    for n in ZOO
-    if n not in {"lcm-lora", "peft-adapter", "controlnet", "vae-only", "sdxl", "pickle-only"}
-]
+# Pickle-only repos convert through engine.source.pickle_source (tests/engine/source/
+# test_pickle_path.py); the engine's plain opening refuses them, as test_refused_repo checks.
+PICKLED = {"pickle-only", "pickle-pipeline", "pickle-sharded"}
+REFUSED = {"lcm-lora", "peft-adapter", "controlnet", "vae-only", "sdxl"}
+CONVERTIBLE = [n for n in ZOO if n not in REFUSED | PICKLED]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,10 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_every_builder_is_listed_with_a_decision(zoo):
     assert set(zoo) == set(ZOO)
     assert {r.expected.decision for r in zoo.values()} == {"convert", "refuse"}
-    assert set(CONVERTIBLE) == {n for n, r in zoo.items() if r.expected.decision == "convert"}
+    assert set(CONVERTIBLE) | PICKLED == {
+        n for n, r in zoo.items() if r.expected.decision == "convert"
+    }
+    assert PICKLED == {n for n, r in zoo.items() if r.expected.pickle}
 
 
 @pytest.mark.parametrize("name", list(ZOO))
@@ -89,6 +93,8 @@ def test_refused_repo(zoo, name, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(UnetbotError) as info:
         convert(repo.folder, out, "original")
+    if exp.pickle:  # the plain opening never unpickles
+        exp = replace(exp, exit_code=ExitCode.BAD_INPUT, reason="only pickle weights")
     assert info.value.exit_code == exp.exit_code != ExitCode.OK
     assert exp.reason in str(info.value)
     assert str(repo.folder) in str(info.value)
