@@ -2,8 +2,9 @@
 
 Every repo is uploaded through the real `huggingface_hub` client by its owner `alice`; the bot
 works as user `unetbot`. The set covers each path through the bot: an LCM UNet, a plain SD1.5
-pipeline with VAE + text encoder, an SDXL-like UNet, a gated repo, an opted-out repo and a
-pickle-only repo.
+pipeline with VAE + text encoder, an SDXL-like UNet, a gated repo, an opted-out repo, a
+pickle-only repo (converted through the pickle path) and a hostile pickle (skipped: the Hub's
+scan marks it unsafe).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from huggingface_hub import HfApi
 
 from engine.synthetic.models import write_pipeline_folder, write_unet_folder
+from engine.synthetic.zoo import pickle_only as pickle_only_repo
 
 OWNER = "alice"
 BOT = "unetbot"
@@ -64,6 +66,21 @@ def _upload(api: HfApi, repo_id: str, folder: Path, gated: bool = False) -> str:
     return info.oid
 
 
+class _SystemCall:
+    """Pickles as a call of `os.system` (what a hostile `.bin` on the Hub does)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo unetbot-demo: a hostile pickle ran",))
+
+
+def _write_hostile_pickle(path: Path) -> None:
+    import torch
+
+    torch.save({"conv_in.bias": torch.zeros(4), "x": _SystemCall()}, path)
+
+
 def seed_repos(api: HfApi, workdir: Path | None = None) -> dict[str, str]:
     """Create the demo repos under `alice`; returns repo id -> head sha."""
     base = Path(workdir or tempfile.mkdtemp(prefix="unetbot-seed-"))
@@ -93,15 +110,25 @@ def seed_repos(api: HfApi, workdir: Path | None = None) -> dict[str, str]:
     (opted / "README.md").write_text(_card("creativeml-openrail-m", [*tags, "unetbot-opt-out"]))
     repos[f"{OWNER}/tiny-optout"] = _upload(api, f"{OWNER}/tiny-optout", opted)
 
-    pickle_only = base / "pickle"
-    (pickle_only / "unet").mkdir(parents=True)
-    config = json.loads((gated / "unet" / "config.json").read_text())
-    (pickle_only / "unet" / "config.json").write_text(json.dumps(config))
-    # Not a real pickle, and never opened: the bot must refuse from the file list alone.
-    (pickle_only / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04 demo bytes")
-    (pickle_only / "model_index.json").write_text(json.dumps({"_class_name": "SDPipeline"}))
+    # Pickle-only weights (diffusers `safe_serialization=False`): converted through the pickle
+    # path (the Hub's scan says safe, the static scan passes, the child process loads them).
+    pickle_only = pickle_only_repo(base / "pickle").folder
+    (pickle_only / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionPipeline"})
+    )
     (pickle_only / "README.md").write_text(_card("creativeml-openrail-m", tags))
     repos[f"{OWNER}/tiny-pickle"] = _upload(api, f"{OWNER}/tiny-pickle", pickle_only)
+
+    # A hostile pickle (its reduce calls `os.system("echo ...")`): the Hub's own scan marks it
+    # unsafe, so the bot skips the repo by policy before downloading anything.
+    hostile = base / "hostile"
+    (hostile / "unet").mkdir(parents=True)
+    config = json.loads((gated / "unet" / "config.json").read_text())
+    (hostile / "unet" / "config.json").write_text(json.dumps(config))
+    _write_hostile_pickle(hostile / "unet" / "diffusion_pytorch_model.bin")
+    (hostile / "model_index.json").write_text(json.dumps({"_class_name": "SDPipeline"}))
+    (hostile / "README.md").write_text(_card("creativeml-openrail-m", tags))
+    repos[f"{OWNER}/tiny-hostile"] = _upload(api, f"{OWNER}/tiny-hostile", hostile)
     return repos
 
 

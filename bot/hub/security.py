@@ -4,7 +4,8 @@ listings (`securityFileStatus`, parsed by huggingface_hub into `RepoFile.securit
 The real Hub scans every stored file: an antivirus scan, and for pickles picklescan's list of the
 stream's imports, each rated innocuous, suspicious or dangerous. This server runs the same
 scanner (picklescan, with its default rating) on a file's bytes the first time a listing asks,
-and keeps the record by content id (the same bytes always get the same record). It has no
+and keeps the record by content id (the same bytes always get the same record). A file the
+scanner cannot read (a truncated archive) is rated suspicious, never safe. It has no
 antivirus, so `avScan` reports no virus. A file whose `repo/path` matches a `security_pending`
 pattern (config, or `HubState.security_pending` in tests) is reported without a record, as a file
 still in the Hub's scan queue is.
@@ -35,11 +36,14 @@ def _scan(data_path: Path | None, data: bytes | None, path: str) -> dict[str, An
     from picklescan.scanner import scan_bytes
 
     ext = "." + path.rsplit(".", 1)[-1] if "." in path else None
-    if data_path is not None:
-        with open(data_path, "rb") as f:
-            result = scan_bytes(f, path, ext)
-    else:
-        result = scan_bytes(io.BytesIO(data or b""), path, ext)
+    try:
+        if data_path is not None:
+            with open(data_path, "rb") as f:
+                result = scan_bytes(f, path, ext)
+        else:
+            result = scan_bytes(io.BytesIO(data or b""), path, ext)
+    except Exception:  # unreadable (a truncated archive): not known safe
+        return {"highestSafetyLevel": "suspicious", "imports": []}
     imports = sorted(
         ({"module": g.module, "name": g.name, "safety": g.safety.value} for g in result.globals),
         key=lambda i: (i["module"], i["name"]),

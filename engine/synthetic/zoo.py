@@ -24,9 +24,9 @@ by hand in engine.synthetic.zoo_parts, each spot saying why.
 | `controlnet` | `ControlNetModel` at the root | refuse (3) |
 | `vae-only` | `AutoencoderKL` at the root | refuse (3) |
 | `sdxl` | SDXL-like UNet pipeline | refuse (3) |
-| `pickle-only` | UNet weights only as `.bin` (diffusers `safe_serialization=False`) | convert via the pickle path |
-| `pickle-pipeline` | every component as `.bin` (diffusers < 0.20 / transformers 4 names) | convert via the pickle path (full) |
-| `pickle-sharded` | UNet as sharded `.bin` + `diffusion_pytorch_model.bin.index.json` | convert via the pickle path |
+| `pickle-only` | UNet weights only as `.bin` (`safe_serialization=False`) | convert (pickle path) |
+| `pickle-pipeline` | every component as `.bin` (transformers 4 names) | convert (pickle, full) |
+| `pickle-sharded` | UNet as sharded `.bin` + its `.bin.index.json` | convert (pickle path) |
 """
 
 from __future__ import annotations

@@ -61,10 +61,11 @@ def test_demo_scenario_publishes_once_and_explains_every_skip(seeded_hub, tmp_pa
     reasons = {repo: detail for repo, outcome, detail in first.rows if outcome == "skipped"}
     assert "gated" in reasons["alice/tiny-gated"]
     assert "opted out" in reasons["alice/tiny-optout"]
-    assert "pickle" in reasons["alice/tiny-pickle"]
+    assert "the Hub's pickle scan flags posix.system" in reasons["alice/tiny-hostile"]
     assert "SDXL" in reasons["alice/tiny-sdxl"]
     assert ("alice/tiny-lcm", "published") in outcomes
     assert ("alice/tiny-sd15", "published") in outcomes
+    assert ("alice/tiny-pickle", "published") in outcomes
 
     # One PR per source repo; the full checkpoint only where VAE + text encoder exist.
     for repo, files in (
@@ -222,7 +223,7 @@ def test_one_failed_variant_does_not_sink_the_rest(seeded_hub, tmp_path, monkeyp
 
 @pytest.mark.parametrize(
     ("repo", "code"),
-    [("alice/tiny-sdxl", 3), ("alice/tiny-gated", 6), ("alice/tiny-pickle", 2)],
+    [("alice/tiny-sdxl", 3), ("alice/tiny-gated", 6), ("alice/tiny-hostile", 6)],
 )
 def test_convert_refuses_with_documented_exit_code(seeded_hub, tmp_path, repo, code):
     proc = subprocess.run(
