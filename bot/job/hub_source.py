@@ -18,7 +18,7 @@ from bot.discover.scan import Candidate, judge, model_info
 from bot.job.convert_stage import convert_stage
 from bot.job.fetch import FetchRequest, fetch
 from bot.job.ledger_hooks import JobLedger, job_ledger
-from bot.job.pickles import opened_pickles, record_pickles
+from bot.job.pickles import opened_pickles, record_opening
 from bot.job.types import JobRequest, JobResult
 from bot.progress import describe_bytes, display, stage_bar
 from bot.publish.cards import CardContext
@@ -114,7 +114,7 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     provenance = Provenance(candidate.repo_id, candidate.sha)
     with opened_pickles(snapshot, result.out, fetched.precisions, candidate.pickles) as opened:
         convert_stage(request, result, opened[0], chosen, provenance, stem, grid)
-        record_pickles(result, opened[1], str(snapshot))
+        record_opening(result, opened[1], str(snapshot))
     assert result.manifest is not None
     ctx = _card_context(candidate, hub.settings.endpoint)
     if opened[1] is not None:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from bot.choice import choose_variants
 from bot.config import BotConfig, PublishMode
 from bot.job.convert_stage import convert_stage
-from bot.job.pickles import opened_pickles, record_pickles
+from bot.job.pickles import opened_pickles, opened_single_file, record_opening
 from bot.job.types import JobRequest, JobResult
-from engine.errors import BadInput, ExitCode
+from engine.errors import BadInput, ExitCode, MissingFile
 from engine.run.convert import source_facts
 from engine.source.weight_sets import WeightSets
 from engine.writers.original import Provenance
@@ -33,7 +33,7 @@ def run_job(request: JobRequest, config: BotConfig, hub: Hub | None = None) -> J
     """Run one job; `hub` is needed for a Hub source (a local folder never touches the Hub)."""
     if request.publish is not PublishMode.NONE and not request.validate:
         raise BadInput("--skip-validation cannot be combined with publishing")
-    if Path(request.source).is_dir():
+    if Path(request.source).is_dir() or Path(request.source).is_file():
         if request.publish is not PublishMode.NONE:
             raise BadInput(f"{request.source}: publishing needs a Hub repo id, not a local folder")
         return _run_local(request, config)
@@ -46,7 +46,14 @@ def run_job(request: JobRequest, config: BotConfig, hub: Hub | None = None) -> J
 
 def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
     result = JobResult(request.source, Path(request.out))
-    with opened_pickles(Path(request.source), Path(request.out)) as (source_dir, pickles):
+    src, out = Path(request.source), Path(request.out)
+    if src.is_file():
+        opener = opened_single_file(src, out)
+    elif src.exists():
+        opener = opened_pickles(src, out)
+    else:
+        raise MissingFile(f"{src}: no such file or folder")
+    with opener as (source_dir, opened):
         sets = WeightSets(source_dir)  # opened once: judged here, then converted
         source = sets.main  # judge: configs and headers only
         if not source.classification.supported:
@@ -59,7 +66,17 @@ def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
         if request.dry_run:
             return result
         grid = request.grid and source.classification.is_lcm
-        stem = Path(request.source).resolve().name if pickles else None
+        stem = _stem(src, opened)
         convert_stage(request, result, sets, choice, Provenance(), stem, grid)
-        record_pickles(result, pickles, request.source)
+        record_opening(result, opened, request.source)
     return result
+
+
+def _stem(source: Path, opened) -> str | None:
+    """Outputs are named after the source: a checkpoint's file stem, a converted folder's name
+    (None: the engine names them after the folder it opens)."""
+    if opened is None:
+        return None
+    if source.is_file():
+        return opened.info.stem
+    return source.resolve().name

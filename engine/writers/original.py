@@ -7,7 +7,7 @@ imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,14 +131,17 @@ def write_diffusers_from_original(
     out_dir: Path,
     unet_config: Mapping,
     vae_config: Mapping | None = None,
+    ignore: Collection[str] = (),
 ) -> dict[str, Path]:
     """Reverse: split an original file back into diffusers `unet/` (+ `vae/`, `text_encoder/`).
 
     Tensor bytes and order are preserved, so diffusers -> original -> diffusers is byte-exact
-    in every tensor. Returns the weight file written per component.
+    in every tensor. `ignore`: tensor names left out (a single-file checkpoint's EMA copy and
+    buffers, engine.source.single_file). Returns the weight file written per component.
     """
     header = read_header(original_path)
-    names = [t.name for t in header.tensors]
+    ignore = set(ignore)
+    names = [t.name for t in header.tensors if t.name not in ignore]
     projection = f"{CLIP_PREFIX}text_projection.weight" in names
     maps: dict[str, tuple[str, KeyMap, str]] = {
         UNET_PREFIX: ("unet", unet_keymap(dict(unet_config)), "diffusion_pytorch_model"),
@@ -148,6 +151,8 @@ def write_diffusers_from_original(
         maps[VAE_PREFIX] = ("vae", vae_keymap(dict(vae_config)), "diffusion_pytorch_model")
     per_component: dict[str, list[OutputTensor]] = {}
     for spec in header.tensors:
+        if spec.name in ignore:
+            continue
         prefix = next((p for p in maps if spec.name.startswith(p)), None)
         if prefix is None:
             raise UnknownKey(f"{original_path}: tensor {spec.name!r} belongs to no known component")
