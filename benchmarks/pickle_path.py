@@ -1,6 +1,6 @@
-"""The pickle path at full size: a pickle-only SD1.5 pipeline (UNet, VAE and text encoder as `.bin`)
-converted through the static scan and the child-process load, against reading the file once
-and against the same pipeline in safetensors.
+"""The new source paths at full size: a pickle-only SD1.5 pipeline (UNet, VAE and text encoder as
+`.bin`) converted through the static scan and the child-process load, against reading the file
+once and against the same pipeline in safetensors; and a single-file full checkpoint.
 
 The source is the full-size random-weight fp16 SD1.5 pipeline of the other benchmarks
 (benchmarks.common.full_size_source); its pickle twin holds `torch.save` of each component's state
@@ -13,7 +13,10 @@ Measured, each in its own process:
 - the static scan of it (engine.source.pickle_scan), and the child-process load that writes its
   safetensors copy (engine.source.pickle_load), cold and warm;
 - the whole `bot convert --variants original,original-full` (validated) on the pickle pipeline
-  and on its safetensors original, under GNU time (wall clock, peak RSS).
+  and on its safetensors original, under GNU time (wall clock, peak RSS);
+- the whole `bot convert model.safetensors --variants original-full,gguf-q8_0,gguf-full-q8_0`
+  (validated) of a full original checkpoint (UNet + VAE + CLIP, written by unetbot's own
+  converter from the same pipeline, plus an EMA-like extra and the noise-schedule buffer).
 
 Usage: .venv/bin/python benchmarks/pickle_path.py [--workdir DIR] [--rounds 3]
 """
@@ -91,6 +94,20 @@ def pickle_twin(source: Path, base: Path) -> Path:
     return twin
 
 
+_CHECKPOINT = """
+import sys, torch
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+from engine.source.folder import open_source
+from engine.writers.original import write_original
+path = write_original(open_source(Path(sys.argv[1])), Path(sys.argv[2]), full=True)
+tensors = load_file(str(path))
+tensors["alphas_cumprod"] = torch.linspace(0.999, 0.005, 1000)
+tensors["model_ema.decay"] = torch.tensor(0.9999)
+save_file(tensors, str(path), metadata={"format": "pt"})
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None)
@@ -121,6 +138,16 @@ def main() -> None:
                str(out)]  # fmt: skip
         whole[label] = time_v(cmd)
         shutil.rmtree(out, ignore_errors=True)
+    checkpoint = base / "sd15-full-model.safetensors"
+    if not checkpoint.is_file():
+        subprocess.run([sys.executable, "-c", _CHECKPOINT, str(source), str(checkpoint)],
+                       check=True, cwd=ROOT)  # fmt: skip
+    out = base / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    variants = "original-full,gguf-q8_0,gguf-full-q8_0"
+    cmd = [bot, "convert", str(checkpoint), "--variants", variants, "--out", str(out)]
+    whole["single-file full checkpoint"] = time_v(cmd)
+    shutil.rmtree(out, ignore_errors=True)
     result = {
         "machine": machine(),
         "load_average": os.getloadavg(),
