@@ -31,6 +31,7 @@ from bot.config import BotConfig
 from bot.discover.fingerprint import fingerprint_of
 from bot.discover.listing import list_repos
 from bot.discover.policy import RepoFacts, licence_of, policy_skip, size_skip
+from bot.discover.single_files import judge_single_files
 from bot.reasons import ships_original
 from engine.errors import (
     BadInput,
@@ -71,6 +72,8 @@ class Candidate:
     # Pickle weight files the conversion reads (components without safetensors weights) -> the
     # Hub's security record of each, all safe (bot/client/security.py); {} for none.
     pickles: dict[str, dict] = field(default_factory=dict, repr=False)
+    # A repo of single-file checkpoints (bot/discover/single_files.py): root file -> what it holds.
+    single_files: dict[str, dict] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict, repr=False)
     card_data: dict = field(default_factory=dict, repr=False)
 
@@ -180,6 +183,8 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
     jsons = [] if "unet/config.json" in facts.files else layout_json_files(facts.files)
     small = {path: _small_json(hub, facts, path) for path in jsons}
     layout = classify_repo(facts.files, small.get("model_index.json"), small.get("config.json"))
+    if layout.kind is RepoKind.SINGLE_FILES:
+        return judge_single_files(hub, facts, layout.root_checkpoints, config, candidate)
     if not layout.convertible:
         code = ExitCode.BAD_INPUT if layout.kind is RepoKind.NO_MODEL else ExitCode.UNSUPPORTED
         return candidate.refuse(layout.reason, code)

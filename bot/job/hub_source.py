@@ -6,6 +6,7 @@ for the Hub client's imports (about half a second of a whole `bot convert`, issu
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -99,6 +100,78 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
         return result
     if request.dry_run or not chosen.variants:
         return result
+    with ExitStack() as stack:  # the opened sources live until everything is published
+        source_root, unet_folder, note = _convert(
+            hub, request, result, candidate, chosen, config, stack
+        )
+        assert result.manifest is not None
+        ctx = _card_context(candidate, hub.settings.endpoint)
+        if note:
+            ctx = replace(ctx, source_note=note)
+        over_budget = dict(chosen.over_budget)
+        if request.variants in (None, "auto") and size.capped(config.budget):  # exact bytes
+            exact = {
+                a.variant: a.bytes
+                for kind in pending
+                if not kind.is_pr
+                for a in result.manifest.artifacts
+                if a.passed and a.variant in chosen.names(kind)
+            }
+            trimmed = trim_to_budget(exact, config.budget, estimated=False)
+            if trimmed:
+                over_budget.update(trimmed)
+                result.notes.append(f"byte budget: not published {', '.join(trimmed)}")
+        for kind, target in pending.items():
+            artifacts = [a for a in result.manifest.artifacts if a.variant in chosen.names(kind)]
+            passed = [a for a in artifacts if a.passed and a.variant not in over_budget]
+            left_out = {a.variant: _why(a) for a in artifacts if not a.passed}
+            if left_out:
+                result.left_out[kind.key] = left_out
+                result.notes.append(
+                    f"{target.repo_id}: left out {', '.join(left_out)} (failed validation)"
+                )
+            if not passed:
+                log.warning("%s: nothing to publish (validation, byte budget)", target.repo_id)
+                continue
+            if kind.is_pr:
+                plan = plan_pr(ctx, result.out, passed, left_out)
+            else:
+                plan = plan_repo(
+                    hub, ctx, target, result.out, result.manifest, passed, source_root, left_out,
+                    unet_folder=unet_folder, over_budget=over_budget,
+                )  # fmt: skip
+            what = "pull request on" if kind.is_pr else "commit to"
+            size = describe_bytes(len(plan.uploads), sum(u.size for u in plan.uploads))
+            with stage_bar(f"publish: {what} {target.repo_id}", size):
+                url = execute(hub, plan, me.user)
+            display().event(f"published: {url}")
+            result.published.append(url)
+            result.published_to[kind.key] = url
+            if kind.is_pr:
+                state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
+                close_superseded_prs(
+                    hub, candidate.repo_id, state.superseded_prs, candidate.sha, url
+                )
+    if ledger is not None:
+        ledger.record(hub, candidate, pending, chosen, result)
+    return result
+
+
+def _convert(
+    hub: Hub,
+    request: JobRequest,
+    result: JobResult,
+    candidate: Candidate,
+    chosen: VariantChoice,
+    config: BotConfig,
+    stack: ExitStack,
+) -> tuple[Path, str, str]:
+    """Fetch and convert + validate; (the folder the repos' config and licence files come from,
+    its UNet folder, what the cards say about how the source was opened)."""
+    if candidate.single_files:
+        from bot.job.single_files import convert_single_files
+
+        return convert_single_files(hub, request, result, candidate, chosen, config, stack)
     grid = (request.grid or config.publish.grid) and candidate.is_lcm  # see engine.validation.grid
     fetched = FetchRequest(
         candidate.repo_id,
@@ -112,58 +185,12 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
     snapshot = fetch(hub, fetched, config.budget.max_download_bytes)
     stem = candidate.repo_id.split("/")[-1]
     provenance = Provenance(candidate.repo_id, candidate.sha)
-    with opened_pickles(snapshot, result.out, fetched.precisions, candidate.pickles) as opened:
-        convert_stage(request, result, opened[0], chosen, provenance, stem, grid)
-        record_opening(result, opened[1], str(snapshot))
-    assert result.manifest is not None
-    ctx = _card_context(candidate, hub.settings.endpoint)
-    if opened[1] is not None:
-        ctx = replace(ctx, source_note=opened[1].summary())
-    over_budget = dict(chosen.over_budget)
-    if request.variants in (None, "auto") and size.capped(config.budget):  # exact bytes, again
-        exact = {
-            a.variant: a.bytes
-            for kind in pending
-            if not kind.is_pr
-            for a in result.manifest.artifacts
-            if a.passed and a.variant in chosen.names(kind)
-        }
-        trimmed = trim_to_budget(exact, config.budget, estimated=False)
-        if trimmed:
-            over_budget.update(trimmed)
-            result.notes.append(f"byte budget: not published {', '.join(trimmed)}")
-    for kind, target in pending.items():
-        artifacts = [a for a in result.manifest.artifacts if a.variant in chosen.names(kind)]
-        passed = [a for a in artifacts if a.passed and a.variant not in over_budget]
-        left_out = {a.variant: _why(a) for a in artifacts if not a.passed}
-        if left_out:
-            result.left_out[kind.key] = left_out
-            result.notes.append(
-                f"{target.repo_id}: left out {', '.join(left_out)} (failed validation)"
-            )
-        if not passed:
-            log.warning("%s: nothing to publish (validation, byte budget)", target.repo_id)
-            continue
-        if kind.is_pr:
-            plan = plan_pr(ctx, result.out, passed, left_out)
-        else:
-            plan = plan_repo(
-                hub, ctx, target, result.out, result.manifest, passed, snapshot, left_out,
-                unet_folder=candidate.unet_folder or ".", over_budget=over_budget,
-            )  # fmt: skip
-        what = "pull request on" if kind.is_pr else "commit to"
-        size = describe_bytes(len(plan.uploads), sum(u.size for u in plan.uploads))
-        with stage_bar(f"publish: {what} {target.repo_id}", size):
-            url = execute(hub, plan, me.user)
-        display().event(f"published: {url}")
-        result.published.append(url)
-        result.published_to[kind.key] = url
-        if kind.is_pr:
-            state = target_state(hub, target, candidate.repo_id, candidate.sha, me.user)
-            close_superseded_prs(hub, candidate.repo_id, state.superseded_prs, candidate.sha, url)
-    if ledger is not None:
-        ledger.record(hub, candidate, pending, chosen, result)
-    return result
+    source_dir, opened = stack.enter_context(
+        opened_pickles(snapshot, result.out, fetched.precisions, candidate.pickles)
+    )
+    convert_stage(request, result, source_dir, chosen, provenance, stem, grid)
+    record_opening(result, opened, str(snapshot))
+    return snapshot, candidate.unet_folder or ".", opened.summary() if opened else ""
 
 
 def _why(artifact: Artifact) -> str:
