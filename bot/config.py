@@ -67,6 +67,11 @@ class ScanConfig:
     extra listings; a search already covered by a plain filter listing is not sent."""
 
     filters: list[str] = field(default_factory=lambda: ["diffusers"])
+    # One more listing, without `library`: repos carrying all these tags, where single-file
+    # SD1.5 checkpoints are (tagged by their cards, not by a library); [] turns it off.
+    single_file_tags: list[str] = field(
+        default_factory=lambda: ["stable-diffusion", "text-to-image"]
+    )
     searches: list[str] = field(default_factory=list)  # optional extra name searches
     authors: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # added to every listing
@@ -80,7 +85,7 @@ class ScanConfig:
     def check(self, where: str) -> None:
         if self.limit_per_query < 0 or self.max_calls < 1 or self.max_minutes <= 0:
             raise BadInput(f"{where}: limit_per_query >= 0, max_calls >= 1, max_minutes > 0")
-        if not (self.filters or self.searches or self.authors):
+        if not (self.filters or self.searches or self.authors or self.single_file_tags):
             raise BadInput(f"{where}: nothing to list (filters, searches and authors are empty)")
 
 

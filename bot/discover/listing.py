@@ -8,7 +8,10 @@ library"; the diffusers docs filter with `tags="diffusers:StableDiffusionPipelin
 configured filter (`scan.filters`, default the `diffusers` library tag, which holds every
 pipeline class and the bare UNet repos) is one `list_models` listing; `scan.searches` and
 `scan.authors` add listings, and a search already covered by a plain filter listing is not
-sent (its repos are in that listing).
+sent (its repos are in that listing). Single-file SD1.5 checkpoints (Civitai-style repos) carry
+no library tag: their cards tag them `stable-diffusion` and `text-to-image`, so
+`scan.single_file_tags` is one more listing of the repos carrying all of them, without the
+library filter; `judge` then reads the file list and each root checkpoint's header.
 
 Listings ask for `expand` fields, so one list page (up to 1,000 repos) already holds what
 deciding whether to look closer needs: head sha, downloads, tags, card data, gated/private.
@@ -112,6 +115,8 @@ def queries(scan: ScanConfig) -> list[Query]:
     wanted = [Query(tags(f)) for f in scan.filters]
     wanted += [Query(tags(), search=s) for s in scan.searches]
     wanted += [Query(tags(), author=a) for a in scan.authors]
+    if scan.single_file_tags:  # no library tag: single-file checkpoints carry none
+        wanted.append(Query(tuple(sorted(set(scan.single_file_tags) | set(scan.tags)))))
     unique = list(dict.fromkeys(wanted))
     return [q for q in unique if not any(o != q and o.covers(q) for o in unique)]
 

@@ -102,7 +102,10 @@ class World:
 
 
 def bot_config(**scan) -> BotConfig:
-    """Judging-only runs: the plan's targets; fast variant lists; the ledger on."""
+    """Judging-only runs: the plan's targets; fast variant lists; the ledger on; the diffusers
+    listing only (the tests counting calls were written for one listing; the single-file
+    listing has its own test in tests/bot/discover/test_discovery.py)."""
+    scan.setdefault("single_file_tags", [])
     publish = replace(
         PublishConfig(),
         mode="all",

@@ -34,11 +34,16 @@ def world(tmp_path):
         yield w
 
 
+SINGLE_FILES = Query(("stable-diffusion", "text-to-image"))
+
+
 def test_default_queries_list_the_diffusers_library_once():
-    assert queries(ScanConfig()) == [Query(("diffusers",))]
+    assert queries(ScanConfig()) == [Query(("diffusers",)), SINGLE_FILES]
     # A name search under the same filters is covered by the plain listing: not sent.
-    assert queries(ScanConfig(searches=["lcm"])) == [Query(("diffusers",))]
-    narrowed = ScanConfig(filters=["diffusers:StableDiffusionPipeline"], searches=["lcm"])
+    assert queries(ScanConfig(searches=["lcm"])) == [Query(("diffusers",)), SINGLE_FILES]
+    narrowed = ScanConfig(
+        filters=["diffusers:StableDiffusionPipeline"], searches=["lcm"], single_file_tags=[]
+    )
     assert queries(narrowed) == [
         Query(("diffusers", "diffusers:StableDiffusionPipeline")),
         Query(("diffusers",), search="lcm"),
@@ -57,7 +62,7 @@ def test_foreign_pipeline_classes_by_family_prefix():
 
 def test_tag_listing_finds_fine_tunes_named_anything_in_one_page(world):
     before = world.calls()
-    listing = list_repos(world.hub(), ScanConfig())
+    listing = list_repos(world.hub(), ScanConfig(single_file_tags=[]))
     found = {r.repo_id: r for r in listing.repos}
     assert set(found) == {
         "alice/anything-v5-bf16",
@@ -76,6 +81,22 @@ def test_tag_listing_finds_fine_tunes_named_anything_in_one_page(world):
     assert anything.licence == "creativeml-openrail-m"
     assert found["carol/my-unet"].pipeline_class is None  # bare: judged from its config.json
     assert listing.complete
+
+
+def test_single_file_repos_are_listed_by_their_cards_tags(world):
+    """A Civitai-style repo (root checkpoints, a card tagging it, no library): not in the
+    diffusers listing, found by the single-file listing the default config adds."""
+    tags = ("stable-diffusion", "text-to-image")
+    world.seed("dave/dreamy", {"dreamy-v1.safetensors": b"x" * 64},
+               card=f"---\nlicense: creativeml-openrail-m\ntags: {list(tags)}\n---\n")  # fmt: skip
+    before = world.calls()
+    found = {r.repo_id: r for r in list_repos(world.hub(), ScanConfig()).repos}
+    assert "dave/dreamy" in found and set(tags) <= set(found["dave/dreamy"].tags)
+    assert world.calls()[0] == before[0] + 2  # one page per listing
+    only_library = {
+        r.repo_id for r in list_repos(world.hub(), ScanConfig(single_file_tags=[])).repos
+    }
+    assert "dave/dreamy" not in only_library
 
 
 def test_page_only_verdicts_cost_no_call(world):
