@@ -386,17 +386,18 @@ def test_scheduled_run_plans_converts_publishes_and_reports(world):
     run = world.run("schedule", inputs={})  # a scheduled run has no inputs
     plan = run.jobs["plan"]
     assert plan.status == "success", plan.logs
-    assert plan.outputs["count"] == "2" and plan.outputs["has_work"] == "true"
+    assert plan.outputs["count"] == "3" and plan.outputs["has_work"] == "true"
     chunks = [json.loads(plan.outputs[f"chunk_{n}"])["include"] for n in (0, 1)]
     entries = [e for chunk in chunks for e in chunk]
-    assert [len(chunk) for chunk in chunks] == [1, 1]  # dealt out, so both run in parallel
-    assert sorted(e["repo_id"] for e in entries) == ["alice/tiny-lcm", "alice/tiny-sd15"]
+    assert sorted(len(chunk) for chunk in chunks) == [1, 2]  # dealt out, run in parallel
+    converted = ["alice/tiny-lcm", "alice/tiny-pickle", "alice/tiny-sd15"]
+    assert sorted(e["repo_id"] for e in entries) == converted
     assert all(len(e["revision"]) == 40 and e["kind"] and e["targets"] for e in entries)
     assert [plan.outputs[f"chunk_{n}"] for n in (2, 3)] == ["", ""]
     assert any(s.startswith("Install unetbot") for s in plan.skipped_steps)
 
     converts = run.converts()
-    assert len(converts) == 2 and all(j.status == "success" for j in converts), run.all_logs()
+    assert len(converts) == 3 and all(j.status == "success" for j in converts), run.all_logs()
     assert all(j.skipped_steps[0].startswith("Free disk space") for j in converts)
 
     # Manifests and logs reached the report job; weights never left the convert jobs.
@@ -410,21 +411,22 @@ def test_scheduled_run_plans_converts_publishes_and_reports(world):
     for repo, variants in {
         "alice/tiny-lcm": ["original", "gguf-q8_0", "quanto-int8"],
         "alice/tiny-sd15": ["original", "original-full", "gguf-q8_0", "quanto-int8"],
+        "alice/tiny-pickle": ["original", "gguf-q8_0", "quanto-int8"],  # from .bin weights
     }.items():
         for variant in variants:
             assert re.search(rf"\| {re.escape(repo)} \| `[0-9a-f]{{12}}` \| {variant} \|", summary)
     assert "gguf-q4_0" not in summary  # the reduced config from UNETBOT_CONFIG was used
     assert "| failed" not in summary
-    assert "alice/tiny-sdxl: skipped" in summary and "alice/tiny-pickle: skipped" in summary
-    assert summary.count("- ✅") == 6  # 2 PRs + 2 GGUF repos + 2 quanto repos
+    assert "alice/tiny-sdxl: skipped" in summary and "alice/tiny-hostile: skipped" in summary
+    assert summary.count("- ✅") == 9  # 3 PRs + 3 GGUF repos + 3 quanto repos
 
     api = world.api()
-    for repo in ("alice/tiny-lcm", "alice/tiny-sd15"):
+    for repo in converted:
         assert len(world.bot_prs(repo)) == 1
         for kind in (PublishTarget.GGUF, PublishTarget.QUANTO):
             assert api.repo_exists(target_repo(kind, repo, "unetbot"))
         assert not api.repo_exists(target_repo(PublishTarget.TORCHAO, repo, "unetbot"))
-    for repo in ("alice/tiny-sdxl", "alice/tiny-gated", "alice/tiny-optout", "alice/tiny-pickle"):
+    for repo in ("alice/tiny-sdxl", "alice/tiny-gated", "alice/tiny-optout", "alice/tiny-hostile"):
         assert not world.bot_prs(repo)
 
     # The next scheduled run finds nothing to redo: no convert job, "no work" in the summary.
@@ -432,8 +434,8 @@ def test_scheduled_run_plans_converts_publishes_and_reports(world):
     assert again.jobs["plan"].outputs["has_work"] == "false"
     assert not again.converts()
     assert "No work this run" in again.summary
-    assert "2 repo(s) already published" in again.summary
-    assert all(len(world.bot_prs(r)) == 1 for r in ("alice/tiny-lcm", "alice/tiny-sd15"))
+    assert "3 repo(s) already published" in again.summary
+    assert all(len(world.bot_prs(r)) == 1 for r in converted)
 
 
 def test_dispatch_with_repo_id_skips_scanning(world):
