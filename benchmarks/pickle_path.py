@@ -33,6 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from benchmarks.common import ROOT, full_size_source, machine, time_v
 
 _TWIN = """
