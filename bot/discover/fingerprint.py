@@ -69,7 +69,8 @@ def input_paths(files: Iterable[str]) -> list[str]:
         unet_folder=unet_folder,
     )
     wanted += layout_json_files(files)
-    wanted += classify_repo(files).root_checkpoints
+    layout = classify_repo(files)
+    wanted += layout.root_checkpoints + layout.root_pickles
     return sorted(set(wanted))
 
 

@@ -184,7 +184,9 @@ def judge(hub: Hub, info, config: BotConfig, bot_namespace: str) -> Candidate:
     small = {path: _small_json(hub, facts, path) for path in jsons}
     layout = classify_repo(facts.files, small.get("model_index.json"), small.get("config.json"))
     if layout.kind is RepoKind.SINGLE_FILES:
-        return judge_single_files(hub, facts, layout.root_checkpoints, config, candidate)
+        return judge_single_files(
+            hub, facts, layout.root_checkpoints, config, candidate, layout.root_pickles
+        )
     if not layout.convertible:
         code = ExitCode.BAD_INPUT if layout.kind is RepoKind.NO_MODEL else ExitCode.UNSUPPORTED
         return candidate.refuse(layout.reason, code)

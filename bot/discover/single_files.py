@@ -1,7 +1,9 @@
 """Judging a repo of single-file checkpoints (root `*.safetensors`, no diffusers folders), from its
 file list and each checkpoint's header, read with an HTTP range request (never the weights).
 
-Each checkpoint is a source of its own (engine.source.single_file recognises it against SD1.5's
+A `.ckpt` has no header to read: it is a candidate when the Hub's own scan reports it safe
+(bot/client/security.py), and is recognised once the pickle path has loaded it. Each checkpoint
+is a source of its own (engine.source.single_file recognises it against SD1.5's
 shipped configs: full UNet+VAE+CLIP or UNet-only, SD1.5, inpainting or LCM); the repo is a
 candidate when at least one is recognised, and the others are listed with their reasons. They
 get the quantized targets only: they are already in the original format, so never a pull request.
@@ -12,9 +14,10 @@ from __future__ import annotations
 import logging
 
 from bot.client.hub import Hub
+from bot.client.security import hub_verdicts
 from bot.config import BotConfig
 from bot.discover.policy import RepoFacts, size_skip
-from engine.errors import BadInput, ExitCode, UnsupportedArchitecture
+from engine.errors import BadInput, ExitCode, PolicySkipped, UnsupportedArchitecture
 from engine.source.classify import ModelKind
 from engine.source.single_file import inspect_single_file
 
@@ -35,8 +38,32 @@ def _header(hub: Hub, facts: RepoFacts, filename: str) -> dict:
     return {name: (t.dtype, tuple(t.shape)) for name, t in meta.tensors.items()}
 
 
+def _pickles(hub: Hub, facts: RepoFacts, ckpts: tuple[str, ...], refused: list[str]) -> dict:
+    """`.ckpt` files the Hub's scan reports safe (bot/client/security.py), each with that
+    record; they are recognised after the pickle path has loaded them (no header to read)."""
+    out: dict[str, dict] = {}
+    for filename in ckpts[:MAX_CHECKPOINTS]:
+        try:
+            verdict = hub_verdicts(hub, facts.repo_id, facts.sha, [filename])[filename]
+        except PolicySkipped as exc:
+            refused.append(str(exc))
+            continue
+        out[filename] = {
+            "contents": "recognised once loaded (a pickle has no header to range-read)",
+            "kind": ModelKind.SD15.value,
+            "bytes": facts.files.get(filename, 0),
+            "hub": verdict,
+        }
+    return out
+
+
 def judge_single_files(
-    hub: Hub, facts: RepoFacts, files: tuple[str, ...], config: BotConfig, candidate
+    hub: Hub,
+    facts: RepoFacts,
+    files: tuple[str, ...],
+    config: BotConfig,
+    candidate,
+    ckpts: tuple[str, ...] = (),
 ):
     """Fill `candidate` (bot.discover.scan.Candidate) for a repo of root checkpoints."""
     recognised: dict[str, dict] = {}
@@ -54,15 +81,18 @@ def judge_single_files(
             "bytes": facts.files.get(filename, 0),
             "left_out": len(info.left_out),
         }
+    recognised |= _pickles(hub, facts, ckpts, refused)
     if not recognised:
+        code = ExitCode.POLICY_SKIPPED if ckpts and not files else ExitCode.UNSUPPORTED
         why = "; ".join(refused[:2]) or "no root checkpoint"
-        return candidate.refuse(f"no SD1.5-family single-file checkpoint ({why})",
-                                ExitCode.UNSUPPORTED)  # fmt: skip
+        return candidate.refuse(f"no SD1.5-family single-file checkpoint ({why})", code)
     first = recognised[next(iter(recognised))]
     candidate.kind = ModelKind(first["kind"])
     candidate.single_files = recognised
     candidate.unet_folder = ""
-    candidate.has_full_pipeline = any(r["contents"] == "full" for r in recognised.values())
+    # A .ckpt's contents are known once loaded: full variants are offered, and left out for a
+    # UNet-only file then (bot/job/single_files.py).
+    candidate.has_full_pipeline = any(r["contents"] != "unet" for r in recognised.values())
     candidate.unet_bytes = max(r["bytes"] for r in recognised.values())
     total = sum(r["bytes"] for r in recognised.values())
     reason = size_skip(candidate.unet_bytes, total, config.policy)

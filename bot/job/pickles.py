@@ -52,10 +52,13 @@ def _scratch(out: Path, what: str) -> Iterator[Path]:
 
 
 @contextmanager
-def opened_single_file(path: Path, out: Path) -> Iterator[tuple[Path, SingleFileRecord]]:
-    """(the diffusers folder made from checkpoint `path`, its record) for the block."""
+def opened_single_file(
+    path: Path, out: Path, hub_verdict: dict | None = None
+) -> Iterator[tuple[Path, SingleFileRecord]]:
+    """(the diffusers folder made from checkpoint `path`, its record) for the block;
+    `hub_verdict`: the Hub's record of a `.ckpt` (bot/client/security.py)."""
     with _scratch(out, "single-file") as tmp:
-        record = materialize_single_file(Path(path), tmp / "source")
+        record = materialize_single_file(Path(path), tmp / "source", hub_verdict=hub_verdict)
         yield record.root, record
 
 

@@ -91,7 +91,8 @@ def convert_single_files(
     first: Path | None = None
     source: dict = {}
     for name in names:
-        root, record = stack.enter_context(opened_single_file(snapshot / name, out))
+        verdict = candidate.single_files[name].get("hub")  # a .ckpt: the Hub's record
+        root, record = stack.enter_context(opened_single_file(snapshot / name, out, verdict))
         for licence in licences:
             os.symlink((snapshot / licence).resolve(), root / licence)
         stem = record.info.stem

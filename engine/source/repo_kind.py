@@ -11,10 +11,12 @@ same repos for the same reason before any weights are read:
 | LoRA / adapter | `pytorch_lora_weights.*`, `adapter_config.json`, `adapter_model.*` | refused |
 | ControlNet | root `config.json`, `_class_name` ControlNetModel (or T2I/XS adapters) | refused |
 | other model | any other root `config.json` or a pipeline without `unet/` | refused |
-| single files only | root `*.safetensors` and nothing else | refused |
+| single files only | root `*.safetensors` / `*.ckpt` and nothing else | each file a source (*) |
 | nothing | none of the above | missing file |
 
-"Refused" is `UnsupportedArchitecture` (exit 3) with a reason naming what the repo is.
+"Refused" is `UnsupportedArchitecture` (exit 3) with a reason naming what the repo is. (*) A
+repo of single-file checkpoints is judged file by file (bot/discover/single_files.py,
+engine.source.single_file); as a folder it is refused, naming `bot convert FILE`.
 Whether the UNet itself is SD1.5-family is `engine.source.classify`'s question, asked next.
 """
 
@@ -84,6 +86,9 @@ class RepoLayout:
     # Root *.safetensors that may be original-format checkpoints (engine.source.checkpoint_match
     # decides from each header).
     root_checkpoints: tuple[str, ...] = ()
+    # Root *.ckpt (pickle) checkpoints of a repo of single files: opened only through the
+    # pickle path, recognised after it.
+    root_pickles: tuple[str, ...] = ()
 
     @property
     def convertible(self) -> bool:
@@ -93,6 +98,11 @@ class RepoLayout:
         """The typed error a non-convertible layout is refused with (exit 3, or 2 if empty)."""
         if self.kind is RepoKind.NO_MODEL:
             return MissingFile(f"{where}: {self.reason}")
+        if self.kind is RepoKind.SINGLE_FILES:
+            return UnsupportedArchitecture(
+                f"{where}: {self.reason}; convert each file as a source of its own "
+                "(`bot convert FILE`)"
+            )
         return UnsupportedArchitecture(
             f"{where}: {self.reason}; unetbot converts SD1.5-family UNets only"
         )
@@ -171,12 +181,14 @@ def classify_repo(
         )
     if ROOT_CONFIG in files:
         return _classify_root_config(root_config or {}, checkpoints)
-    if checkpoints:
+    ckpts = tuple(sorted(p for p in files if "/" not in p and p.endswith(".ckpt")))
+    if checkpoints or ckpts:
         return RepoLayout(
             RepoKind.SINGLE_FILES,
-            f"single-file weights only ({', '.join(checkpoints[:3])}), no diffusers folders: "
-            "nothing to convert",
+            f"single-file checkpoints only ({', '.join((checkpoints + ckpts)[:3])}), no "
+            "diffusers folders",
             root_checkpoints=checkpoints,
+            root_pickles=ckpts,
         )
     return RepoLayout(
         RepoKind.NO_MODEL, f"neither {MODEL_INDEX}, {UNET_CONFIG} nor {ROOT_CONFIG} found"

@@ -50,7 +50,11 @@ class SingleFileRecord:
 
 
 def materialize_single_file(
-    path: Path, dest: Path, configs: dict | None = None, filename: str | None = None
+    path: Path,
+    dest: Path,
+    configs: dict | None = None,
+    filename: str | None = None,
+    hub_verdict: dict | None = None,
 ) -> SingleFileRecord:
     """Split checkpoint `path` into a diffusers folder at `dest` (see the module docstring)."""
     path, dest = Path(path), Path(dest)
@@ -61,7 +65,7 @@ def materialize_single_file(
         copy = dest.parent / f".{dest.name}.ckpt.safetensors"
         loaded = load_in_child(path, copy)
         pickle = {
-            "hub": {"verdict": "none (local file)"},
+            "hub": hub_verdict or {"verdict": "none (local file)"},
             "scan": scan.to_dict(),
             "load": loaded,
         }

@@ -101,3 +101,39 @@ def test_checkpoints_of_other_shapes_are_refused(seeded_hub, tmp_path):
     result = _job(seeded_hub, "alice/other", tmp_path / "o", publish=PublishMode.ALL)
     assert result.exit_code == ExitCode.UNSUPPORTED
     assert "no SD1.5-family single-file checkpoint" in result.skipped
+
+
+def test_a_ckpt_goes_through_the_hub_verdict_and_the_pickle_path(seeded_hub, tiny_sd15, tmp_path):
+    """`.ckpt` files: the Hub's scan clears the state dict and flags the hostile one (left out
+    with its reason, never downloaded); the safe one is loaded by the pickle path, then split
+    and converted like a `.safetensors` checkpoint."""
+    import torch
+    from safetensors.torch import load_file
+
+    from tests.engine.source.hostile_pickles import build
+
+    repo = tmp_path / "ckpts"
+    repo.mkdir()
+    full = write_pipeline_folder(tmp_path / "a", "sd15", "tiny", seed=4)
+    original = write_original(open_source(full), tmp_path / "x.safetensors", full=True)
+    torch.save({"state_dict": load_file(str(original)), "global_step": 1}, repo / "old-v1.ckpt")
+    marker = tmp_path / "marker"
+    build("reduce-os-system", repo / "evil.ckpt", marker)
+    (repo / "README.md").write_text(f"---\n{yaml.safe_dump(CARD)}---\n\n# Old\n")
+    api = seeded_hub.owner_api()
+    api.create_repo("alice/old-ckpts")
+    api.upload_folder(repo_id="alice/old-ckpts", folder_path=str(repo))
+    result = _job(
+        seeded_hub, "alice/old-ckpts", tmp_path / "out", publish=PublishMode.REPO,
+        variants="gguf-q8_0,gguf-full-q8_0",
+    )  # fmt: skip
+    assert result.exit_code == ExitCode.OK, result.summary()
+    assert {a.path for a in result.manifest.artifacts} == {
+        "old-v1/old-v1-Q8_0.gguf", "old-v1/old-v1-full-Q8_0.gguf"
+    }  # fmt: skip
+    record = result.manifest.source["single_files"]["old-v1.ckpt"]
+    assert record["contents"] == "full" and record["pickle"]["hub"]["verdict"] == "safe"
+    assert record["pickle"]["scan"]["scanner"].startswith("picklescan")
+    cache = Path(load_settings().cache_dir or "")
+    assert not list(cache.rglob("evil.ckpt"))
+    assert not marker.exists()
