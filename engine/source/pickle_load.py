@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import PickleRefused
+from engine.errors import BadInput, PickleRefused
 from engine.formats.safetensors_io import read_header
 
 CHILD = Path(__file__).with_name("pickle_child.py")
@@ -56,19 +56,31 @@ def child_env() -> dict[str, str]:
 
 
 def load_in_child(src: Path, dst: Path, limits: Limits | None = None) -> dict:
-    """Unpickle `src` in the child and write its tensors to `dst` (safetensors); returns what
-    the child reported plus the seconds it took. Any failure is `PickleRefused` naming `src`."""
-    src, dst = Path(src), Path(dst)
-    limits = limits or limits_for(src.stat().st_size)
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    """Unpickle `src` in the child and write its tensors to `dst` (safetensors); what the
+    child reported. Any failure is `PickleRefused` naming `src`."""
+    return load_all_in_child([(Path(src), Path(dst))], limits)[0]
+
+
+def load_all_in_child(pairs: list[tuple[Path, Path]], limits: Limits | None = None) -> list[dict]:
+    """`load_in_child` for several files in one child (one interpreter and torch import), in
+    order; the limits cover the largest file's mapping and all the files' time and output."""
+    pairs = [(Path(s), Path(d)) for s, d in pairs]
+    if limits is None:
+        sizes = [s.stat().st_size for s, _ in pairs]
+        one = limits_for(max(sizes))
+        limits = Limits(one.memory_bytes, _MIN_SECONDS + sum(sizes) / _BYTES_PER_SECOND,
+                        2 * sum(sizes) + 2**20)  # fmt: skip
+    for _, dst in pairs:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(p) for pair in pairs for p in pair]
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-I", str(CHILD), str(src), str(dst), *limits.argv()],
+        [sys.executable, "-I", str(CHILD), *limits.argv(), *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=child_env(),
-        cwd=str(dst.parent),
+        cwd=str(pairs[0][1].parent),
         start_new_session=True,
     )
     try:
@@ -76,30 +88,54 @@ def load_in_child(src: Path, dst: Path, limits: Limits | None = None) -> dict:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         proc.communicate()
-        dst.unlink(missing_ok=True)
+        _remove(pairs)
+        names = ", ".join(str(s) for s, _ in pairs)
         raise PickleRefused(
-            f"{src}: loading it took longer than {limits.seconds:.0f} s; stopped"
+            f"{names}: loading took longer than {limits.seconds:.0f} s; stopped"
         ) from None
-    seconds = time.perf_counter() - started
-    report = _last_json(out)
-    if proc.returncode != 0 or "error" in report or not dst.is_file():
+    reports = _json_lines(out)
+    done = {r.get("src"): r for r in reports if "error" not in r}
+    for src, dst in pairs:
+        report = done.get(str(src))
+        if proc.returncode == 0 and report is not None and dst.is_file():
+            continue
+        _remove(pairs)
+        failed = next((r for r in reports if "error" in r), {})
+        why = failed.get("error") or _signal_reason(proc.returncode, err)
+        culprit = failed.get("src") or str(src)
+        raise PickleRefused(f"{culprit}: torch's weights_only loader refused it ({why})")
+    out_reports = []
+    for src, dst in pairs:
+        report = done[str(src)]
+        try:
+            header = read_header(dst)  # the engine's validating reader, as for any source
+        except BadInput as exc:
+            _remove(pairs)
+            raise PickleRefused(f"{src}: the child's safetensors copy is unusable ({exc})") from exc
+        if len(header.tensors) != report.get("tensors"):
+            raise PickleRefused(f"{src}: the child wrote {len(header.tensors)} tensors, not "
+                                f"{report.get('tensors')}")  # fmt: skip
+        out_reports.append({k: v for k, v in report.items() if k != "src"})
+    if out_reports:
+        out_reports[0]["child_seconds"] = round(time.perf_counter() - started, 3)
+    return out_reports
+
+
+def _remove(pairs: list[tuple[Path, Path]]) -> None:
+    for _, dst in pairs:
         dst.unlink(missing_ok=True)
-        why = report.get("error") or _signal_reason(proc.returncode, err)
-        raise PickleRefused(f"{src}: torch's weights_only loader refused it ({why})")
-    header = read_header(dst)  # the engine's validating reader, as for any source
-    if len(header.tensors) != report.get("tensors"):
-        raise PickleRefused(f"{src}: the child wrote {len(header.tensors)} tensors, not "
-                            f"{report.get('tensors')}")  # fmt: skip
-    return {**report, "seconds": round(seconds, 3)}
 
 
-def _last_json(out: bytes) -> dict:
-    lines = out.decode("utf-8", "replace").strip().splitlines()
-    try:
-        value = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def _json_lines(out: bytes) -> list[dict]:
+    reports = []
+    for line in out.decode("utf-8", "replace").strip().splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            reports.append(value)
+    return reports
 
 
 def _signal_reason(code: int, err: bytes) -> str:

@@ -39,7 +39,7 @@ from engine.source.layout import (
     safetensors_twin,
     select_pickle_weights,
 )
-from engine.source.pickle_load import load_in_child
+from engine.source.pickle_load import load_all_in_child
 from engine.source.pickle_scan import scan_pickle_file
 
 log = logging.getLogger("unetbot.engine")
@@ -139,21 +139,25 @@ def materialize(
         for path in weight_set.weights:
             scans[path] = scan_pickle_file(root / path)
     produced: set[str] = set()
+    jobs = [
+        (component, path, safetensors_twin(path, COMPONENT_STEMS[component]))
+        for component, weight_set in sets
+        for path in weight_set.weights
+    ]
+    log.info("loading %d pickle file(s) in a child process (scans passed)", len(jobs))
+    loads = load_all_in_child([(root / path, dest / twin) for _, path, twin in jobs])
+    for (_, path, twin), loaded in zip(jobs, loads, strict=True):
+        verdict = (hub_verdicts or {}).get(path) or {"verdict": "none (local folder)"}
+        record.files[path] = {
+            "as": twin,
+            "hub": verdict,
+            "scan": scans[path].to_dict(),
+            "load": loaded,
+        }
+        produced.add(twin)
     for component, weight_set in sets:
-        stem = COMPONENT_STEMS[component]
-        for path in weight_set.weights:
-            twin = safetensors_twin(path, stem)
-            log.info("loading %s in a child process (scan passed: %s)", path, scans[path].globals)
-            loaded = load_in_child(root / path, dest / twin)
-            verdict = (hub_verdicts or {}).get(path) or {"verdict": "none (local folder)"}
-            record.files[path] = {
-                "as": twin,
-                "hub": verdict,
-                "scan": scans[path].to_dict(),
-                "load": loaded,
-            }
-            produced.add(twin)
         if weight_set.index:
+            stem = COMPONENT_STEMS[component]
             _rewrite_index(root, dest, weight_set.index, stem)
             produced.add(safetensors_twin(weight_set.index, stem))
     for path in files:
