@@ -66,7 +66,7 @@ def _for_contents(choice: VariantChoice, contents: str) -> VariantChoice:
     per_target = {
         t: [v for v in vs if not v.full_checkpoint] for t, vs in choice.per_target.items()
     }
-    return VariantChoice(per_target, list(choice.notes))
+    return dataclasses.replace(choice, per_target=per_target)
 
 
 def convert_single_files(
