@@ -86,7 +86,8 @@ class MissingFile(BadInput):
 
 
 class PickleRefused(BadInput):
-    """Only pickle weights (.bin/.ckpt/.pt) exist; unetbot never unpickles Hub files."""
+    """A pickle (.bin/.ckpt) refused: opened outside the one pickle path, or refused by its
+    static scan or its weights_only child-process load (engine.source.pickle_source)."""
 
 
 class NonFiniteWeights(BadInput):

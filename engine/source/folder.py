@@ -138,8 +138,8 @@ def _open_weights(
         if pickles:
             names = ", ".join(p.rsplit("/", 1)[-1] for p in pickles)
             raise PickleRefused(
-                f"{folder}: only pickle weights ({names}); unetbot never unpickles "
-                "Hub files. Ask the author for a safetensors upload."
+                f"{folder}: only pickle weights ({names}); they are opened only through "
+                "the pickle path (engine.source.pickle_source: scan, then a child process)"
             )
         raise MissingFile(f"{folder}: no {stem}.safetensors (or sharded index) found")
     if chosen.problem:
