@@ -26,6 +26,7 @@ from engine.formats.manifest import Artifact, Manifest
 from engine.run.variants import VARIANTS, Family, PublishTarget
 from engine.source.classify import ModelKind
 from engine.source.keymap import LCM_COND_PROJ_ORIGINAL
+from engine.validation import sdcpp
 from engine.writers.gguf_layout import GGUFLayout
 
 # Characters that start Markdown syntax mid-line (`<`, `>`, `&` are HTML-escaped instead);
@@ -97,9 +98,22 @@ def validation_rows(artifacts: list[Artifact]) -> list[dict]:
                 "max_abs": _fmt(out.get("max_abs"), 4),
                 "lcm": _fmt(m.get("lcm_4step", {}).get("cosine")),
                 "checks": "; ".join(v.checks if v else []),
+                "sdcpp": sdcpp_cell(a),
             }
         )
     return rows
+
+
+def sdcpp_cell(a: Artifact) -> str:
+    """What stable-diffusion.cpp itself said about a file it reads ("-" for files it does not
+    read): loaded and how close its image is, or "stable-diffusion.cpp not run" and why."""
+    if not sdcpp.applies(VARIANTS[a.variant].consumers):
+        return "-"
+    v = a.validation
+    record = v.metrics.get(sdcpp.METRICS_KEY) if v else None
+    if record is None:
+        return sdcpp.NOT_RUN
+    return sdcpp.summary(record)
 
 
 @dataclass(frozen=True)
@@ -342,6 +356,7 @@ def render_pr_description(
                     "variant": a.variant,
                     "size": human_size(a.bytes),
                     "status": a.validation.status if a.validation else "not validated",
+                    "sdcpp": sdcpp_cell(a),
                 }
                 for a in artifacts
             ],

@@ -19,7 +19,7 @@ from engine.memory import release_memory
 from engine.run.variants import variant
 from engine.source.layout import Precision
 from engine.source.weight_sets import WeightSets
-from engine.validation.context import Context, needs_reference
+from engine.validation.context import Context, exact_copy, needs_reference
 
 log = logging.getLogger("unetbot.validate")
 
@@ -59,6 +59,8 @@ def validate_artifact(artifact: Artifact, ctx: Context, check_hashes: bool = Fal
         except Exception as exc:  # fail closed: any crash is a failed artifact
             log.debug("validator crashed:\n%s", traceback.format_exc())
             result = ValidationResult.from_problems([f"{type(exc).__name__}: {exc}"])
+        if result.passed:
+            _stable_diffusion_cpp(artifact, ctx, result)
         result.seconds = round(time.perf_counter() - started, 3)
         artifact.validation = result
     release_memory()
@@ -68,6 +70,36 @@ def validate_artifact(artifact: Artifact, ctx: Context, check_hashes: bool = Fal
         artifact.validation.status,
         artifact.validation.reason[:200],
     )
+
+
+def _stable_diffusion_cpp(artifact: Artifact, ctx: Context, result: ValidationResult) -> None:
+    """A file stable-diffusion.cpp reads, which passed its own checks, is loaded and run by the
+    real library too (engine.validation.sdcpp); without the extra the result records that
+    stable-diffusion.cpp was not run. A crash fails the file (fail closed)."""
+    from engine.validation import sdcpp
+
+    v = variant(artifact.variant)
+    if not sdcpp.applies(v.consumers):
+        return
+    gate = sdcpp.gate_for(v.gguf_type, exact_copy(v.check, ctx.source))
+    started = time.perf_counter()
+    try:
+        path = ctx.out_dir / artifact.path
+        problems, record, wording = sdcpp.check_sdcpp(
+            path, artifact.variant, v.full_checkpoint, gate, ctx
+        )
+    except Exception as exc:  # fail closed
+        log.debug("stable-diffusion.cpp check crashed:\n%s", traceback.format_exc())
+        problems, record, wording = [f"{type(exc).__name__}: {exc}"], {}, ""
+    if record.get("status") != sdcpp.STATUS_NOT_RUN:  # a timing only where it ran
+        record["seconds"] = round(time.perf_counter() - started, 3)
+    result.metrics[sdcpp.METRICS_KEY] = record
+    if wording:
+        result.checks.append(wording)
+    if problems:
+        record["status"] = sdcpp.FAILED
+        merged = ValidationResult.from_problems(problems, result.metrics, result.checks)
+        result.status, result.reason = merged.status, merged.reason
 
 
 def write_validation_grid(ctx: Context, manifest: Manifest) -> None:

@@ -41,6 +41,8 @@ class Context:
     gguf_passed: dict[str, PassedGGUF] = field(default_factory=dict)
     # variant name -> final LCM latents (only with `grid`)
     samples: dict[str, Any] = field(default_factory=dict)
+    # stable-diffusion.cpp's temporary files and exact image (engine.validation.sdcpp.SdcppState)
+    sdcpp: Any = None
 
     @property
     def config_args(self) -> tuple[Path, str | None]:
