@@ -8,7 +8,9 @@ outputs, secrets, vars, runner). Only plain context lookups are allowed in `env:
 values: anything cleverer belongs in Python, and the runner fails on it. `uses:` steps are
 simulated: checkout copies `.github/`, setup-python is a no-op (PATH already points at the
 project's venv), upload/download-artifact copy files with the step's own include/exclude
-patterns. The pip install and the runner disk clean-up steps are skipped.
+patterns; the environment's actions/cache is checked for its key, the stable-diffusion.cpp wheel's
+is a miss. The installs, the stable-diffusion.cpp wheel build and the runner disk clean-up steps
+are skipped.
 
 The Hub is the embedded server seeded like `bot demo`, with a reduced variant set so the test
 stays fast; HF_TOKEN reaches a step only through `secrets.HF_TOKEN` in that step's `env:`.
@@ -186,8 +188,9 @@ class WorkflowRun:
                 job.ran_steps.append(label)
                 continue
             script = step["run"]
-            if step.get("id") in ("free-disk", "install"):
-                job.skipped_steps.append(label)  # runner housekeeping / already installed
+            if step.get("id") in ("free-disk", "install", "sdcpp-wheel", "sdcpp-install"):
+                # runner housekeeping / already installed / a C++ build (`make sdcpp-wheel`)
+                job.skipped_steps.append(label)
                 continue
             output = runner_temp / f"output-{n}"
             summary = runner_temp / f"summary-{n}"
@@ -235,6 +238,8 @@ class WorkflowRun:
             shutil.copytree(ROOT / ".github", job.workspace / ".github")
         elif action == "actions/setup-python":
             pass  # PATH already starts with the project's venv
+        elif action == "actions/cache" and inputs["path"] == "~/.cache/unetbot/sdcpp-wheels":
+            assert inputs["key"].endswith(ctx["env"]["SDCPP_VERSION"])  # a miss here
         elif action == "actions/cache":  # the environment is already installed here
             assert inputs["path"] == "~/.unetbot-venv"
             digest = hashlib.sha256(

@@ -131,3 +131,21 @@ def test_summary_cells():
     assert sdcpp.summary(exact) == "loads; image identical to the exact file's"
     assert sdcpp.summary({"status": sdcpp.FAILED}) == "failed (see the reason)"
 
+
+def test_one_pinned_version_everywhere():
+    """pyproject's extra, constraints.txt, the Makefile's build and the workflow's cache key."""
+    import tomllib
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    pin = f"stable-diffusion-cpp-python=={sdcpp.PINNED}"
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert extras["optional-dependencies"]["sdcpp"] == [pin]
+    assert pin in (root / "constraints.txt").read_text().splitlines()
+    assert f"SDCPP_VERSION := {sdcpp.PINNED}\n" in (root / "Makefile").read_text()
+    workflow = yaml.safe_load((root / ".github" / "workflows" / "bot.yml").read_text())
+    assert workflow["env"]["SDCPP_VERSION"] == sdcpp.PINNED
+    installed = sdcpp.installed_version()
+    assert installed in (None, sdcpp.PINNED)  # never another build of the library
