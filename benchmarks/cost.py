@@ -6,9 +6,15 @@ runs once per converter version: the cards of every published repo show these fi
 machine they were measured on (engine/cost/table.py). Steps: build the full-size random SD1.5
 LCM fp16 pipeline (VAE + CLIP, for the full checkpoints), `bot convert --variants all` (with
 validation, so the folder is also what `bot bench` reads), then each variant in a fresh process
-in its consumer (engine/cost/run.py), TorchAO also compiled. Takes tens of minutes on 2 cores.
+in its consumer (engine/cost/run.py), TorchAO also compiled, and with the `sdcpp` extra the files
+stable-diffusion.cpp reads in stable-diffusion.cpp too. Takes tens of minutes on 2 cores.
+
+`--sdcpp-only` measures only in stable-diffusion.cpp (`--variants` to choose which files; the
+folder is converted without validation, which costs nothing here) and merges those figures into
+this version's reference run, keeping its diffusers figures.
 
     python benchmarks/cost.py [--work DIR] [--steps 3] [--no-compile] [--no-write]
+    python benchmarks/cost.py --sdcpp-only [--variants original-full,gguf-full-q8_0,...]
 """
 
 from __future__ import annotations
@@ -60,14 +66,36 @@ def _rows(costs: list) -> list[dict]:
                 "compile_s": _fmt(k.warmup_s if k else None, 0),
                 "compiled_peak_gb": _gb(k.peak_rss_bytes if k else None),
                 "load_avg": _fmt(e.load_average if e else None, 1),
+                "sdcpp_load_s": _fmt(c.sdcpp.load_s if c.sdcpp else None, 1),
+                "sdcpp_peak_gb": _gb(c.sdcpp.peak_rss_bytes if c.sdcpp else None),
+                "sdcpp_step_s": _fmt(c.sdcpp.step_s if c.sdcpp else None),
             }
         )
     return rows
 
 
+def _merged_sdcpp(new):
+    """This version's reference run with `new`'s stable-diffusion.cpp figures in it (its
+    diffusers figures, machine and settings kept; the library's version added)."""
+    from engine.cost.model import not_measured_reason
+    from engine.cost.table import reference_run
+    from engine.run.variants import variant
+
+    run = reference_run()
+    if run is None:
+        raise SystemExit("no reference run of this version to add stable-diffusion.cpp figures to")
+    for name, cost in new.costs.items():
+        if name in run.costs:
+            run.costs[name].sdcpp = cost.sdcpp
+            run.costs[name].not_measured = not_measured_reason(variant(name))
+    run.machine["versions"] = {**run.machine.get("versions", {}), **new.machine["versions"]}
+    run.machine["sdcpp_date"] = new.machine["date"]
+    return run
+
+
 def main() -> None:
     from engine import __version__
-    from engine.cost.model import settings
+    from engine.cost.model import Mode, settings
     from engine.cost.run import machine_info, measure_folder
     from engine.cost.table import ReferenceRun, save_run
     from engine.formats.manifest import Manifest
@@ -77,21 +105,40 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not update the table")
+    parser.add_argument("--sdcpp-only", action="store_true", help="stable-diffusion.cpp only")
+    parser.add_argument("--variants", help="comma list (default: every variant)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="unetbot-cost-", dir=Path.cwd()))
     work.mkdir(parents=True, exist_ok=True)
     source = full_size_source(work, "sd15-lcm", with_pipeline=True)
-    out = _converted(source, work / "out")
+    if args.sdcpp_only:
+        from engine.run.convert import convert
+        from engine.run.variants import VARIANTS
+        from engine.validation.sdcpp import applies
+
+        out = work / "out-sdcpp"
+        if not (out / "manifest.json").is_file():
+            readers = [n for n, v in VARIANTS.items() if applies(v.consumers)]
+            convert(source, out, args.variants.split(",") if args.variants else readers)
+    else:
+        out = _converted(source, work / "out")
     manifest = Manifest.load(out)
     names = [a.variant for a in manifest.artifacts]
+    if args.variants:
+        names = [n for n in names if n in args.variants.split(",")]
     started = time.perf_counter()
 
     def progress(item: str, index: int, total: int) -> None:
         print(f"[{time.perf_counter() - started:7.0f}s] {index}/{total} {item}", flush=True)
 
     machine = machine_info()
-    costs = measure_folder(out, manifest, names, args.steps, not args.no_compile, progress)
+    modes = {Mode.SDCPP} if args.sdcpp_only else None
+    costs = measure_folder(
+        out, manifest, names, args.steps, not args.no_compile, progress, modes=modes
+    )
     run = ReferenceRun(__version__, machine, settings(args.steps), {c.variant: c for c in costs})
+    if args.sdcpp_only:
+        run = _merged_sdcpp(run)
     if not args.no_write:
         print(f"wrote {save_run(run)}")
     print(f"machine: {machine}")

@@ -54,9 +54,25 @@ def compiled_cell(cost: VariantCost | None, applies: bool) -> str:
     return f"{seconds(m.step_s)} (compile {seconds(m.warmup_s)})"
 
 
-def cost_cells(cost: VariantCost | None, compile_applies: bool) -> dict[str, str]:
+def sdcpp_cell(cost: VariantCost | None, applies: bool) -> str:
+    """The stable-diffusion.cpp column: load / peak RAM / s per step in the library itself, or
+    why it is empty ("-": a file it does not read)."""
+    if not applies:
+        return "-"
+    m = cost.sdcpp if cost else None
+    if m is None or m.status == "not measured":
+        return NOT_MEASURED
+    if not m.measured:
+        return "failed"
+    return f"{seconds(m.load_s)} / {gigabytes(m.peak_rss_bytes)} / {seconds(m.step_s)}"
+
+
+def cost_cells(
+    cost: VariantCost | None, compile_applies: bool, sdcpp_applies: bool = False
+) -> dict[str, str]:
     cells = measurement_cells(cost.eager if cost else None)
     cells["compiled"] = compiled_cell(cost, compile_applies)
+    cells["sdcpp"] = sdcpp_cell(cost, sdcpp_applies)
     return cells
 
 

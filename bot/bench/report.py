@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.bench.cost_view import cost_cells, gigabytes, machine_line, seconds, settings_line
-from engine.cost.model import Measurement, Mode, VariantCost, compile_applies
+from engine.cost.model import Measurement, Mode, VariantCost, compile_applies, sdcpp_applies
 from engine.formats.manifest import Artifact
 from engine.run.variants import variant
 
@@ -159,9 +159,13 @@ def table_rows(rows: list[BenchRow]) -> list[dict[str, str]]:
     """Printable cells per variant (the columns of `render_table`)."""
     out = []
     for row in rows:
-        cells = cost_cells(row.cost, compile_applies(variant(row.variant)))
+        v = variant(row.variant)
+        cells = cost_cells(row.cost, compile_applies(v), sdcpp_applies(v))
         m = row.cost.eager
         why = row.cost.not_measured or (m.reason if m and not m.measured else "")
+        s = row.cost.sdcpp
+        if s is not None and not s.measured:
+            why = "; ".join(filter(None, [why, f"stable-diffusion.cpp: {s.reason}"]))
         out.append(
             {
                 "variant": row.variant,
@@ -182,6 +186,7 @@ COLUMNS = {
     "ram": "peak RAM",
     "step": "s/step",
     "compiled": "s/step compiled",
+    "sdcpp": "stable-diffusion.cpp load / peak RAM / s/step",
     "cosine": "cosine",
     "rel_l2": "rel. L2",
     "note": "validation / note",

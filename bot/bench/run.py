@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 from bot.bench.report import BenchReport, BenchRow, quality_of, recommend
 from bot.client.hub import Hub
 from bot.progress import stage_bar
-from engine.cost.model import DEFAULT_STEPS, LATENT, compile_applies, settings
-from engine.cost.run import machine_info, measure_folder, plan_measurements
+from engine.cost.model import DEFAULT_STEPS, LATENT, compile_applies, sdcpp_applies, settings
+from engine.cost.run import machine_info, measure_folder, plan_measurements, sdcpp_installed
 from engine.errors import BadInput, HubNotFound
 from engine.formats.config_json import read_json_file
 from engine.formats.manifest import MANIFEST_NAME, Artifact, Manifest
@@ -201,6 +201,11 @@ def run_bench(request: BenchRequest, hub_factory: Callable[[], Hub] | None = Non
 
 
 def _notes(rows: list[BenchRow], compiled: bool) -> list[str]:
+    notes = []
     if not compiled and any(compile_applies(variant(r.variant)) for r in rows):
-        return ["torch.compile was not measured: add --compile (a cold compile takes minutes)"]
-    return []
+        notes.append("torch.compile was not measured: add --compile (a cold compile takes minutes)")
+    if not sdcpp_installed() and any(sdcpp_applies(variant(r.variant)) for r in rows):
+        notes.append(
+            "stable-diffusion.cpp was not measured: install the unetbot[sdcpp] extra (make sdcpp)"
+        )
+    return notes

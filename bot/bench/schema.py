@@ -16,8 +16,8 @@ MEASUREMENT = {
     "required": ["variant", "mode", "status", "reason", "consumer", "load_s", "step_s"],
     "properties": {
         "variant": {"type": "string"},
-        "mode": {"enum": ["eager", "compiled"]},
-        "status": {"enum": ["measured", "failed"]},
+        "mode": {"enum": ["eager", "compiled", "stable-diffusion.cpp"]},
+        "status": {"enum": ["measured", "failed", "not measured"]},
         "reason": {"type": "string", "description": "why it failed; empty when measured"},
         "consumer": {"type": "string", "description": "the loader measured"},
         "import_s": _NUMBER,
@@ -84,6 +84,11 @@ BENCH_JSON_SCHEMA = {
                     "eager": {"oneOf": [{"type": "null"}, MEASUREMENT]},
                     "compiled": {"oneOf": [{"type": "null"}, MEASUREMENT]},
                     "not_measured": {"type": "string", "description": "why; empty if measured"},
+                    "sdcpp": {
+                        "oneOf": [{"type": "null"}, MEASUREMENT],
+                        "description": "in stable-diffusion.cpp itself (the sdcpp extra); "
+                        "absent or null: not measured there",
+                    },
                     "quality": {
                         "type": "object",
                         "required": ["status", "cosine", "rel_l2"],

@@ -10,10 +10,24 @@ than SD1.5's, that its own costs differ).
 
 from __future__ import annotations
 
-from bot.bench.cost_view import cost_cells, gigabytes, machine_line, seconds, settings_line
+from bot.bench.cost_view import (
+    cost_cells,
+    gigabytes,
+    machine_line,
+    sdcpp_cell,
+    seconds,
+    settings_line,
+)
 from bot.bench.report import quality_of
 from engine import __version__
-from engine.cost.model import Measurement, Status, compile_applies, not_measured_reason
+from engine.cost.model import (
+    Measurement,
+    Mode,
+    Status,
+    compile_applies,
+    not_measured_reason,
+    sdcpp_applies,
+)
 from engine.cost.table import ReferenceRun, same_shapes_as_reference
 from engine.formats.manifest import Artifact
 from engine.run.variants import VARIANTS
@@ -62,7 +76,10 @@ def _summary(artifacts: list[Artifact], run: ReferenceRun | None) -> str:
         return ""
 
     def name(a: Artifact, mode: str) -> str:
-        return f"`{a.variant}`" + (" compiled" if mode == "compiled" else "")
+        return f"`{a.variant}`" + {
+            "compiled": " compiled",
+            Mode.SDCPP: " in stable-diffusion.cpp",
+        }.get(mode, "")
 
     fast = min(measured, key=lambda x: x[1].step_s)
     small = min(measured, key=lambda x: x[1].peak_rss_bytes)
@@ -109,6 +126,7 @@ def what_to_pick(
             {
                 "variant": a.variant,
                 **cost_cells(cost if cost and cost.eager else None, compile_applies(v)),
+                "sdcpp": sdcpp_cell(cost, sdcpp_applies(v)),
                 "cosine": _metric(quality["cosine"], 5),
                 "rel_l2": _metric(quality["rel_l2"], 4),
             }
@@ -128,6 +146,7 @@ def what_to_pick(
         "reference": run.reference if run else "",
         "pixels": (run.settings.get("pixels") if run else None) or 512,
         "compiled": any(compile_applies(VARIANTS[a.variant]) for a in artifacts),
+        "sdcpp": any(sdcpp_applies(VARIANTS[a.variant]) for a in artifacts),
         "summary": _summary(artifacts, run),
         "same_shapes": same_shapes_as_reference(unet_config or {}),
     }

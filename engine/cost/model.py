@@ -5,8 +5,11 @@ gave size and error metrics only. A cost is measured in the consumer that loads 
 the way its users load it on a CPU: diffusers `from_single_file` for original safetensors,
 `from_single_file` + `GGUFQuantizationConfig` for UNet GGUFs, `from_pretrained` for TorchAO and
 Quanto folders (plus `torch.compile` for TorchAO, the backend diffusers recommends for compiled
-inference). Variants whose consumers unetbot cannot run (full GGUFs: stable-diffusion.cpp and
-ComfyUI-GGUF) are "not measured", with that reason, never given another consumer's figure.
+inference). Files stable-diffusion.cpp reads (full checkpoints, full GGUFs, UNet GGUFs) are
+also measured in stable-diffusion.cpp itself when the `sdcpp` extra is installed (`Mode.SDCPP`:
+its load, its peak RSS, its seconds per sampling step of a 512 px image; engine.validation.
+sdcpp_run). Variants no consumer unetbot runs reads (ComfyUI-GGUF only) are "not measured", with
+that reason, never given another consumer's figure.
 
 Measurement itself (engine/cost/probe.py) runs in a fresh process per variant and mode, driven
 by engine/cost/run.py; the reference figures shipped with unetbot live in
@@ -34,6 +37,12 @@ LCM_GUIDANCE = 8.0
 class Mode(StrEnum):
     EAGER = "eager"
     COMPILED = "compiled"  # torch.compile (inductor); the warm-up step includes compilation
+    # stable-diffusion.cpp (the `sdcpp` extra): its own load and sampler, text-to-image at
+    # LATENT * 8 px, CFG 1; the first sampling step is the warm-up
+    SDCPP = "stable-diffusion.cpp"
+
+
+SDCPP_CONSUMER = "stable-diffusion.cpp"
 
 
 class Status(StrEnum):
@@ -53,8 +62,15 @@ def not_measured_reason(variant: Variant) -> str:
     if diffusers_consumer(variant) is None:
         names = list(variant.consumers)
         readers = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        if sdcpp_applies(variant):
+            return f"read by {readers}: no diffusers figure; see its stable-diffusion.cpp one"
         return f"read by {readers}, which unetbot does not run"
     return ""
+
+
+def sdcpp_applies(variant: Variant) -> bool:
+    """Whether stable-diffusion.cpp reads the variant (and so measures it, with the extra)."""
+    return SDCPP_CONSUMER in variant.consumers
 
 
 def compile_applies(variant: Variant) -> bool:
@@ -116,7 +132,8 @@ class VariantCost:
     file_bytes: int = 0
     eager: Measurement | None = None
     compiled: Measurement | None = None
-    not_measured: str = ""  # why no figure exists (non-empty only then)
+    not_measured: str = ""  # why no diffusers figure exists (non-empty only then)
+    sdcpp: Measurement | None = None  # in stable-diffusion.cpp (Mode.SDCPP)
 
     @property
     def status(self) -> str:
@@ -125,7 +142,7 @@ class VariantCost:
         return self.eager.status
 
     def measurements(self) -> list[Measurement]:
-        return [m for m in (self.eager, self.compiled) if m is not None]
+        return [m for m in (self.eager, self.compiled, self.sdcpp) if m is not None]
 
     def to_dict(self) -> dict:
         return {
@@ -134,6 +151,7 @@ class VariantCost:
             "eager": self.eager.to_dict() if self.eager else None,
             "compiled": self.compiled.to_dict() if self.compiled else None,
             "not_measured": self.not_measured,
+            "sdcpp": self.sdcpp.to_dict() if self.sdcpp else None,
         }
 
     @classmethod
@@ -147,6 +165,7 @@ class VariantCost:
             one("eager"),
             one("compiled"),
             raw.get("not_measured", ""),
+            one("sdcpp"),
         )
 
 

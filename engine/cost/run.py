@@ -25,12 +25,17 @@ from engine import __version__
 from engine.cost.model import (
     DEFAULT_STEPS,
     LATENT,
+    SDCPP_CONSUMER,
+    WARMUP_STEPS,
     Measurement,
     Mode,
+    Status,
     VariantCost,
     compile_applies,
     diffusers_consumer,
+    median_step,
     not_measured_reason,
+    sdcpp_applies,
 )
 from engine.cost.probe import RESULT_PREFIX, ProbeRequest
 from engine.errors import BadInput
@@ -39,7 +44,18 @@ from engine.run.variants import variant
 
 TIMEOUT_S = 3600  # one measurement; a cold torch.compile of a full UNet takes minutes
 ProgressHook = Callable[[str, int, int], None]
-_LIBRARIES = ("torch", "diffusers", "torchao", "optimum-quanto", "gguf", "safetensors")
+_LIBRARIES = (
+    "torch",
+    "diffusers",
+    "torchao",
+    "optimum-quanto",
+    "gguf",
+    "safetensors",
+    "stable-diffusion-cpp-python",
+)
+# Where a UNet-only file's CLIP and VAE come from in stable-diffusion.cpp: a full original
+# checkpoint of the same folder, fp16 first (the GGUFs are made from the half-precision weights).
+_COMPANION_SOURCES = ("original-full-fp16", "original-full")
 # Children log only errors: the figures are the output, not import-time notices.
 _QUIET = {"DIFFUSERS_VERBOSITY": "error", "TRANSFORMERS_VERBOSITY": "error"}
 
@@ -133,12 +149,101 @@ def _artifact_path(folder: Path, artifact: Artifact) -> Path:
     return path
 
 
+def sdcpp_installed() -> bool:
+    from engine.validation.sdcpp import installed_version
+
+    return installed_version() is not None
+
+
 def plan_measurements(artifact: Artifact, compiled: bool) -> list[str]:
-    """The modes measured for an artifact: eager, plus compiled when asked and it applies."""
+    """The modes measured for an artifact: eager (diffusers), plus compiled when asked and it
+    applies, plus stable-diffusion.cpp for the files it reads when the extra is installed."""
     v = variant(artifact.variant)
-    if not_measured_reason(v):
-        return []
-    return [Mode.EAGER, Mode.COMPILED] if compiled and compile_applies(v) else [Mode.EAGER]
+    modes: list[str] = []
+    if not not_measured_reason(v):
+        modes = [Mode.EAGER, Mode.COMPILED] if compiled and compile_applies(v) else [Mode.EAGER]
+    if sdcpp_applies(v) and sdcpp_installed():
+        modes.append(Mode.SDCPP)
+    return modes
+
+
+def measure_sdcpp(
+    name: str,
+    path: Path,
+    full: bool,
+    companions: Callable[[], tuple[str, str] | None],
+    steps: int,
+    latent: int,
+) -> Measurement:
+    """One measurement in stable-diffusion.cpp (a fresh child process, engine.validation.
+    sdcpp_run): text-to-image at latent * 8 px, WARMUP_STEPS + `steps` Euler steps, CFG 1; the
+    figures are its load, its peak RSS and the median of the steps after the warm-up."""
+    from engine.validation.sdcpp import outcome_problems, run_child, threads
+    from engine.validation.sdcpp_run import SdcppRequest
+
+    request = SdcppRequest(
+        width=latent * 8, height=latent * 8, steps=WARMUP_STEPS + steps, threads=threads()
+    )
+    if full:
+        request.model_path = str(path)
+    else:
+        pair = companions()
+        if pair is None:
+            why = (
+                "a UNet-only file runs in stable-diffusion.cpp beside a CLIP and a VAE file; no "
+                f"{' or '.join(_COMPANION_SOURCES)} file here to take them from"
+            )
+            return Measurement(name, Mode.SDCPP, Status.NOT_MEASURED, why, SDCPP_CONSUMER)
+        request.model_path, request.vae_path = pair
+        request.diffusion_model_path = str(path)
+    load_average = os.getloadavg()[0]
+    outcome = run_child(request, TIMEOUT_S)
+    problems = outcome_problems(outcome)
+    if problems:
+        return Measurement.failed(name, Mode.SDCPP, "; ".join(problems), SDCPP_CONSUMER)
+    return Measurement(
+        name,
+        Mode.SDCPP,
+        Status.MEASURED,
+        consumer=SDCPP_CONSUMER,
+        load_s=outcome.load_s,
+        step_s=median_step(outcome.step_s) if outcome.step_s else None,
+        steps_s=outcome.step_s,
+        baseline_rss_bytes=outcome.baseline_rss_bytes,
+        load_rss_bytes=outcome.load_rss_bytes,
+        peak_rss_bytes=outcome.peak_rss_bytes,
+        torch_threads=request.threads,
+        load_average=round(load_average, 2),
+    )
+
+
+@contextmanager
+def companion_files(folder: Path, manifest: Manifest) -> Iterator[Callable]:
+    """A function giving the (CLIP, VAE) files for UNet-only files in stable-diffusion.cpp,
+    written on first use from the folder's full original checkpoint (None without one)."""
+    from engine.validation.sdcpp import companions_from_full
+
+    made: dict[str, tuple[str, str] | None] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="unetbot-cost-sdcpp-"))
+
+    def get() -> tuple[str, str] | None:
+        if "pair" not in made:
+            by_name = {a.variant: a for a in manifest.artifacts}
+            full = next(
+                (
+                    folder / by_name[n].path
+                    for n in _COMPANION_SOURCES
+                    if n in by_name and (folder / by_name[n].path).is_file()
+                ),
+                None,
+            )
+            made["pair"] = companions_from_full(full, tmp) if full else None
+        return made["pair"]
+
+    try:
+        yield get
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def measure_folder(
@@ -149,20 +254,33 @@ def measure_folder(
     compiled: bool = False,
     progress: ProgressHook | None = None,
     latent: int = LATENT,
+    modes: set[str] | None = None,
 ) -> list[VariantCost]:
-    """Costs of the named artifacts of a manifest folder, in manifest order."""
+    """Costs of the named artifacts of a manifest folder, in manifest order (`modes`: only
+    these of the planned measurements)."""
     folder = Path(folder)
     chosen = [a for a in manifest.artifacts if a.variant in names]
     missing = sorted(set(names) - {a.variant for a in chosen})
     if missing:
         raise BadInput(f"{folder}: no artifact for {missing} in its manifest")
-    todo = [(a, mode) for a in chosen for mode in plan_measurements(a, compiled)]
+    todo = [
+        (a, mode)
+        for a in chosen
+        for mode in plan_measurements(a, compiled)
+        if modes is None or mode in modes
+    ]
     paths = {a.variant: _artifact_path(folder, a) for a, _ in todo}  # all checked up front
     costs = {a.variant: _empty_cost(a) for a in chosen}
-    with config_folder(manifest) as config:
+    with config_folder(manifest) as config, companion_files(folder, manifest) as companions:
         for index, (artifact, mode) in enumerate(todo):
             if progress:
                 progress(f"{artifact.variant} ({mode})", index, len(todo))
+            if mode == Mode.SDCPP:
+                full = variant(artifact.variant).full_checkpoint
+                costs[artifact.variant].sdcpp = measure_sdcpp(
+                    artifact.variant, paths[artifact.variant], full, companions, steps, latent
+                )
+                continue
             request = ProbeRequest(
                 artifact.variant,
                 str(paths[artifact.variant]),

@@ -305,7 +305,9 @@ def test_card_lists_the_reference_figures_of_its_own_files_only():
     assert list(rows) == VARIANTS  # the run also has torchao: not a file of this card
     assert "4.50 s" in rows["gguf-q8_0"] and "2.10 GB" in rows["gguf-q8_0"]
     assert "3.21 s" in rows["gguf-q8_0"] and "0.99991" in rows["gguf-q8_0"]
-    assert rows["gguf-q4_0"].count("not measured") == 3  # never a borrowed figure
+    # never a borrowed figure: diffusers' three cells and stable-diffusion.cpp's one
+    assert rows["gguf-q4_0"].count("not measured") == 4
+    assert "stable-diffusion.cpp: load / peak RAM / s/step" in text  # GGUFs: it reads them
     assert "no reference measurement" in text and "stable-diffusion.cpp" in text
     assert "Reference CPU 9000" in text and "2026-11-30" in text
     assert "not on this model" in text and "has SD1.5's UNet shapes" in text
@@ -327,7 +329,9 @@ def test_tiny_model_card_says_its_own_costs_differ():
 
 def test_card_from_another_converter_version_shows_no_figure():
     text = _card(PublishTarget.GGUF, ["gguf-q8_0"], reference=_reference("0.0.0-older"))
-    assert _rows(text)["gguf-q8_0"].count("not measured") == 3
+    assert (
+        _rows(text)["gguf-q8_0"].count("not measured") == 4
+    )  # diffusers 3, stable-diffusion.cpp 1
     assert "No cost figures have been measured yet" in text
     assert "Reference CPU 9000" not in text
 

@@ -53,7 +53,7 @@ def test_each_variant_is_measured_in_its_consumer_or_says_why_not(converted):
 
     full = costs["gguf-full-q8_0"]
     assert full.eager is None and full.status == Status.NOT_MEASURED
-    assert "stable-diffusion.cpp" in full.not_measured
+    assert "stable-diffusion.cpp" in full.not_measured  # measured there only (the extra)
 
 
 def test_a_file_its_consumer_refuses_is_a_failed_measurement_with_the_reason(
@@ -142,3 +142,46 @@ def test_reference_shapes_are_recognised_in_both_config_spellings():
     assert same_shapes_as_reference(unet_config("sd15-lcm", "tiny")) is False
     assert same_shapes_as_reference(unet_config("sd2", "full")) is False
     assert same_shapes_as_reference({}) is None
+
+
+def test_stable_diffusion_cpp_is_planned_for_the_files_it_reads(converted, monkeypatch):
+    from engine.cost import run as cost_run
+    from engine.cost.run import companion_files, measure_sdcpp, plan_measurements
+
+    manifest = Manifest.load(converted)
+    by_name = {a.variant: a for a in manifest.artifacts}
+    monkeypatch.setattr(cost_run, "sdcpp_installed", lambda: False)  # without the extra
+    assert plan_measurements(by_name["gguf-full-q8_0"], False) == []
+    assert plan_measurements(by_name["gguf-q8_0"], False) == ["eager"]
+    monkeypatch.setattr(cost_run, "sdcpp_installed", lambda: True)
+    assert plan_measurements(by_name["gguf-full-q8_0"], False) == ["stable-diffusion.cpp"]
+    assert plan_measurements(by_name["gguf-q8_0"], False) == ["eager", "stable-diffusion.cpp"]
+    assert plan_measurements(by_name["original"], False) == ["eager"]  # a UNet-only safetensors
+
+    # a UNet-only file with no full checkpoint in its folder to take CLIP and VAE from
+    path = converted / by_name["gguf-q8_0"].path
+    with companion_files(converted, manifest) as companions:
+        m = measure_sdcpp("gguf-q8_0", path, False, companions, 1, 8)
+    assert m.status == Status.NOT_MEASURED and m.consumer == "stable-diffusion.cpp"
+    assert "beside a CLIP and a VAE file" in m.reason and "original-full" in m.reason
+
+
+def test_a_stable_diffusion_cpp_figure_round_trips_and_is_shown():
+    from bot.bench.cost_view import sdcpp_cell
+
+    m = Measurement(
+        "gguf-full-q8_0",
+        "stable-diffusion.cpp",
+        Status.MEASURED,
+        consumer="stable-diffusion.cpp",
+        load_s=4.8,
+        step_s=6.25,
+        steps_s=[6.25],
+        peak_rss_bytes=2_240_000_000,
+    )
+    cost = VariantCost("gguf-full-q8_0", 1, not_measured="no diffusers figure", sdcpp=m)
+    again = VariantCost.from_dict(json.loads(json.dumps(cost.to_dict())))
+    assert again == cost and again.measurements() == [m]
+    assert sdcpp_cell(again, True) == "4.80 s / 2.24 GB / 6.25 s"
+    assert sdcpp_cell(VariantCost("gguf-full-q8_0"), True) == "not measured"
+    assert sdcpp_cell(again, False) == "-"
