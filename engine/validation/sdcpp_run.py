@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 RESULT_PREFIX = "UNETBOT-SDCPP "
+LOG_PREFIX = "UNETBOT-SDCPP-LOG "  # stderr: each kept log line, written when it is logged
 PROMPT = "a photograph of an astronaut riding a horse"
 UNKNOWN_TENSOR = "unknown tensor '"
 WARN = 2  # stable-diffusion.cpp sd_log_level_t: 0 DEBUG, 1 INFO, 2 WARN, 3 ERROR
@@ -103,6 +104,10 @@ def run(request: SdcppRequest) -> SdcppOutcome:
             outcome.unknown_tensors.append(line)
         elif level >= WARN:
             outcome.errors.append(line)
+        else:
+            return
+        # as it happens too: a crash of the library leaves its last words to the parent
+        print(f"{LOG_PREFIX}{line}", file=sys.stderr, flush=True)
 
     lib.sd_set_log_callback(on_log, ctypes.c_void_p(0))  # replaces the binding's printer
     outcome.baseline_rss_bytes = _rss()
