@@ -12,9 +12,10 @@ What the library says is kept: its load failures and tensor problems go only to 
 shape ...", and INFO "unknown tensor '...' in model file" for a tensor it drops), so every log line
 at WARN or above and every unknown-tensor line is returned verbatim.
 
-Binding 0.4.7 detail: `StableDiffusion(...)` does not raise when the C++ loader fails (the binding
-tests `is None` against a NULL ctypes pointer, which is not None); the context pointer is tested
-here instead, so a failed load is reported as one, with the library's own reason.
+Binding 0.4.7 details: `StableDiffusion(...)` does not raise when the C++ loader fails (the binding
+tests `is None` against a NULL ctypes pointer, which is not None), and its clean-up then calls
+`free_sd_ctx(NULL)`, which crashes the process; the context pointer is tested here instead (and
+cleared), so a failed load is reported as one, with the library's own reason.
 
 Imports no torch and nothing of unetbot beyond the standard library, NumPy and Pillow.
 """
@@ -66,7 +67,7 @@ class SdcppOutcome:
     load_s: float | None = None
     generate_s: float | None = None
     # sampling steps after the first (which also carries first-call set-up): the time between
-    # successive progress reports of the sampler
+    # successive progress reports of the sampler (it reports step 0 when sampling starts)
     step_s: list[float] = field(default_factory=list)
     baseline_rss_bytes: int | None = None  # after imports
     load_rss_bytes: int | None = None
@@ -118,7 +119,10 @@ def run(request: SdcppRequest) -> SdcppOutcome:
             diffusion_model_path=request.diffusion_model_path,
             vae_path=request.vae_path,
             n_threads=request.threads,
-            verbose=False,
+            # verbose=False sends fds 1 and 2 to /dev/null around the load, which would swallow
+            # the lines streamed above; the binding's own printer is replaced, so nothing else
+            # is printed but its system-info line on stdout (the parent reads RESULT_PREFIX only)
+            verbose=True,
         )
     except Exception as exc:  # the binding's own argument checks (missing path, ...)
         outcome.exception = f"{type(exc).__name__}: {exc}"
@@ -126,6 +130,7 @@ def run(request: SdcppRequest) -> SdcppOutcome:
     outcome.load_s = round(time.perf_counter() - started, 3)
     outcome.load_rss_bytes = _rss()
     if not sd._model.model:  # NULL context: the C++ loader failed (module docstring)
+        sd._model.model = None  # else the binding's clean-up frees NULL: a segfault
         return outcome
     outcome.loaded = True
     marks: list[float] = []
@@ -151,7 +156,8 @@ def run(request: SdcppRequest) -> SdcppOutcome:
         return outcome
     outcome.generate_s = round(time.perf_counter() - started, 3)
     outcome.peak_rss_bytes = _rss()
-    outcome.step_s = [round(b - a, 3) for a, b in itertools.pairwise(marks)]
+    durations = [round(b - a, 3) for a, b in itertools.pairwise(marks)]  # steps 1..n
+    outcome.step_s = durations[1:]  # step 1 is the warm-up
     if images:
         outcome.generated = True
         if request.image_out:
