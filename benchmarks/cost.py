@@ -87,7 +87,9 @@ def _merged_sdcpp(new):
     for name, cost in new.costs.items():
         if name in run.costs:
             run.costs[name].sdcpp = cost.sdcpp
-            run.costs[name].not_measured = not_measured_reason(variant(name))
+    for name, cost in run.costs.items():  # today's wording of why a figure is missing
+        if cost.not_measured:
+            cost.not_measured = not_measured_reason(variant(name))
     run.machine["versions"] = {**run.machine.get("versions", {}), **new.machine["versions"]}
     run.machine["sdcpp_date"] = new.machine["date"]
     return run
