@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import weakref
 from dataclasses import dataclass, field, replace
 from importlib import metadata, util
 from pathlib import Path
@@ -143,17 +144,20 @@ class SdcppState:
     reference: Path | None = None  # the exact file's image (PNG)
     reference_from: str = ""  # what the reference image was generated from
     reference_outcome: SdcppOutcome | None = None
-    images: dict[str, Path] = field(default_factory=dict)  # variant -> its image
+    _cleanup: weakref.finalize | None = field(default=None, repr=False)
 
     def tmp(self) -> Path:
+        """The temporary folder (CLIP + VAE ~0.4 GB at full size, the images): removed by
+        close(), else when the context is dropped or the process exits."""
         if self.folder is None:
             self.folder = Path(tempfile.mkdtemp(prefix="unetbot-sdcpp-"))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True)
         return self.folder
 
     def close(self) -> None:
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
+        if self._cleanup is not None:
+            self._cleanup()
+        self.folder, self.companions, self.reference = None, None, None
 
 
 def state_of(ctx: Context) -> SdcppState:

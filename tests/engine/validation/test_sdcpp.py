@@ -149,3 +149,19 @@ def test_one_pinned_version_everywhere():
     assert workflow["env"]["SDCPP_VERSION"] == sdcpp.PINNED
     installed = sdcpp.installed_version()
     assert installed in (None, sdcpp.PINNED)  # never another build of the library
+
+
+def test_temporary_files_go_with_the_context():
+    """The CLIP/VAE companions (~0.4 GB at full size) and images never outlive the run."""
+    import gc
+
+    state = sdcpp.SdcppState()
+    folder = state.tmp()
+    (folder / "clip.safetensors").write_bytes(b"x")
+    state.close()
+    assert not folder.exists() and state.folder is None
+    dropped = sdcpp.SdcppState()
+    folder = dropped.tmp()
+    del dropped
+    gc.collect()
+    assert not folder.exists()
