@@ -24,6 +24,7 @@ from pathlib import Path
 
 from huggingface_hub import hf_hub_download
 
+from bot.client.headers import safetensors_header
 from bot.client.hub import Hub
 from bot.client.repo_files import bytes_matching, has_component, weight_files
 from bot.client.security import hub_verdicts
@@ -150,14 +151,7 @@ def _existing_checkpoint(
     UNet (decided from its header alone, read with an HTTP range request), or ""."""
     for filename in candidates:
         try:
-            meta = hub.call(
-                f"read the header of {facts.repo_id}/{filename}",
-                hub.api.parse_safetensors_file_metadata,
-                facts.repo_id,
-                filename,
-                revision=facts.sha or None,
-            )
-            table = {name: (t.dtype, tuple(t.shape)) for name, t in meta.tensors.items()}
+            table = safetensors_header(hub, facts.repo_id, filename, facts.sha or None)
         except (BadInput, ValueError, RecursionError, AttributeError, TypeError) as exc:
             log.info("%s/%s: not a readable safetensors header (%s)", facts.repo_id, filename, exc)
             continue

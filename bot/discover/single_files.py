@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.client.headers import safetensors_header
 from bot.client.hub import Hub
 from bot.client.security import hub_verdicts
 from bot.config import BotConfig
@@ -25,17 +26,6 @@ log = logging.getLogger("unetbot.scan")
 
 MAX_CHECKPOINTS = 8  # header reads per repo; more checkpoints wait for a later version
 PR_SKIP = "single-file checkpoints are already in the original format"
-
-
-def _header(hub: Hub, facts: RepoFacts, filename: str) -> dict:
-    meta = hub.call(
-        f"read the header of {facts.repo_id}/{filename}",
-        hub.api.parse_safetensors_file_metadata,
-        facts.repo_id,
-        filename,
-        revision=facts.sha or None,
-    )
-    return {name: (t.dtype, tuple(t.shape)) for name, t in meta.tensors.items()}
 
 
 def _pickles(hub: Hub, facts: RepoFacts, ckpts: tuple[str, ...], refused: list[str]) -> dict:
@@ -110,7 +100,7 @@ def judge_single_files(
 def header_table_of(hub: Hub, facts: RepoFacts, filename: str) -> dict:
     """name -> (dtype, shape) of a root checkpoint; BadInput when unreadable."""
     try:
-        table = _header(hub, facts, filename)
+        table = safetensors_header(hub, facts.repo_id, filename, facts.sha or None)
     except (ValueError, RecursionError, AttributeError, TypeError) as exc:
         raise BadInput(f"{filename}: not a readable safetensors header ({exc})") from exc
     if not table:

@@ -44,21 +44,35 @@ def fetch(hub: Hub, request: FetchRequest, budget_bytes: int) -> Path:
         unet_folder=request.unet_folder,
     )
     size = bytes_matching(request.files, patterns)
+    count = bytes_matching(dict.fromkeys(request.files, 1), patterns)
+    return download(hub, request.repo_id, request.revision, patterns, size, count, budget_bytes)
+
+
+def download(
+    hub: Hub,
+    repo_id: str,
+    revision: str,
+    patterns: list[str],
+    size: int,
+    count: int,
+    budget_bytes: int,
+) -> Path:
+    """Download `patterns` (`count` files, `size` bytes) of `repo_id` at `revision` into the
+    cache, refused over the run's download budget; the snapshot folder they land in."""
     if size > budget_bytes:
         raise BudgetExhausted(
-            f"{request.repo_id}: {size / 1e9:.2f} GB to download exceeds the download budget "
+            f"{repo_id}: {size / 1e9:.2f} GB to download exceeds the download budget "
             f"({budget_bytes / 1e9:.2f} GB)"
         )
-    count = bytes_matching(dict.fromkeys(request.files, 1), patterns)
-    with stage_bar(f"download {request.repo_id}", describe_bytes(count, size), True) as hook:
+    with stage_bar(f"download {repo_id}", describe_bytes(count, size), True) as hook:
         # on a terminal, the bytes huggingface_hub reports drive the stage's bar
         bars = {"tqdm_class": byte_reporter(hook)} if display().live else {}
         hook("", 0, size)
         path = hub.call(
-            f"download {request.repo_id}",
+            f"download {repo_id}",
             snapshot_download,
-            request.repo_id,
-            revision=request.revision,
+            repo_id,
+            revision=revision,
             allow_patterns=patterns,
             endpoint=hub.settings.endpoint,
             token=hub.settings.token,

@@ -16,39 +16,18 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from huggingface_hub import snapshot_download
-
 from bot.choice import VariantChoice
 from bot.client.hub import Hub
 from bot.config import BotConfig
 from bot.job.convert_stage import convert_stage
+from bot.job.fetch import download
 from bot.job.outdir import prepare_output_folder
 from bot.job.pickles import opened_single_file, record_opening
 from bot.job.types import JobRequest, JobResult
-from engine.errors import BudgetExhausted, ExitCode
+from engine.errors import ExitCode
 from engine.formats.manifest import Artifact, Manifest
 from engine.source.layout import LICENSE_NAMES
 from engine.writers.original import Provenance
-
-
-def _download(hub: Hub, candidate, names: list[str], budget: int) -> Path:
-    size = sum(candidate.files.get(n, 0) for n in names)
-    if size > budget:
-        raise BudgetExhausted(
-            f"{candidate.repo_id}: {size / 1e9:.2f} GB to download exceeds the download budget "
-            f"({budget / 1e9:.2f} GB)"
-        )
-    path = hub.call(
-        f"download {candidate.repo_id}",
-        snapshot_download,
-        candidate.repo_id,
-        revision=candidate.sha,
-        allow_patterns=names,
-        endpoint=hub.settings.endpoint,
-        token=hub.settings.token,
-        cache_dir=hub.settings.cache_dir,
-    )
-    return Path(path)
 
 
 def _prefixed(artifact: Artifact, folder: str) -> Artifact:
@@ -82,7 +61,10 @@ def convert_single_files(
     and licence files go with the quantized repos, its UNet folder, the cards' note)."""
     names = sorted(candidate.single_files)
     licences = [n for n in LICENSE_NAMES if n in candidate.files]
-    snapshot = _download(hub, candidate, names + licences, config.budget.max_download_bytes)
+    wanted = names + licences
+    size = sum(candidate.files.get(n, 0) for n in wanted)
+    budget = config.budget.max_download_bytes
+    snapshot = download(hub, candidate.repo_id, candidate.sha, wanted, size, len(wanted), budget)
     out = Path(request.out)
     prepare_output_folder(out)
     provenance = Provenance(candidate.repo_id, candidate.sha)
