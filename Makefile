@@ -65,7 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backlog.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine bot tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/zizmor --offline .github/workflows/
 

@@ -1,4 +1,6 @@
-"""Build of the optional C quantizer `engine.formats._gguf_kernels`; the metadata lives in pyproject.toml.
+"""Build of the optional C quantizer `engine.formats._gguf_kernels`.
+
+The metadata lives in pyproject.toml.
 
 The extension is optional: where it does not compile (no C compiler, not x86-64),
 `engine.formats.gguf_quants` uses its NumPy quantizer, which gives the same bytes, only slower.

@@ -1,1 +1,4 @@
-"""The jinja2 templates of model cards and PR descriptions (package data, read by bot/publish/cards.py)."""
+"""The jinja2 templates of model cards and PR descriptions.
+
+Package data, read by bot/publish/cards.py.
+"""
