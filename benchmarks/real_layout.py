@@ -96,12 +96,15 @@ def main() -> None:
         out = work / "out"
         load = os.getloadavg()[0]
         cmd = [BOT, "convert", str(source), "--variants", args.variants, "--publish", "none"]
-        # exit 4 (an artifact failed validation) is reported, not raised: the table says which
+        # exit 4 (an artifact failed validation) still prints the table, which says which and
+        # why; then the benchmark fails: a run with a failed file is not a measurement
         run = time_v([*cmd, "--out", str(out)], ok=(0, 4))
         print(f"machine: {machine()}; 1-minute load average before: {load:.2f}")
         print(f"bot convert --variants {args.variants}: exit {run['exit_code']}, ", end="")
         print(f"wall {run['wall_s']:.0f} s, peak RSS {run['peak_rss_mb'] / 1024:.2f} GiB")
         print(table(rows(out), ["variant", "status", "MB", "from", "cosine", "s"]))
+        if run["exit_code"] != 0:
+            sys.exit(f"bot convert exited {run['exit_code']}: an artifact failed validation")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from engine.formats.safetensors_io import output_tensor
 from engine.formats.validation_record import ValidationResult
 from engine.memory import release_memory
 from engine.validation.context import Context
-from engine.validation.gguf_tensors import compare_tensors, gguf_fields, open_reader, row_chunks
+from engine.validation.gguf_tensors import bound_check, compare_tensors, gguf_fields, open_reader
 from engine.validation.outputs import output_checks
 from engine.validation.thresholds import diffusers_dequant_tolerance
 from engine.writers.gguf_rules import COMFY_ORIG_SHAPE, check_comfy_gguf
@@ -113,18 +113,13 @@ def swap_in_comfy_weights(
             values[name] = ours.reshape(natural[name])
             continue
         theirs = comfy_dequantize(tensor, natural[name]).reshape(ours.shape)
-        ratio, diff_sq, norm_sq = 0.0, 0.0, 0.0
-        for got, want in zip(row_chunks(theirs), row_chunks(ours), strict=True):
-            diff = (got.double() - want.double()).abs()
-            ratio = max(ratio, (diff / diffusers_dequant_tolerance(want, ggml_type)).max().item())
-            diff_sq += diff.square().sum().item()
-            norm_sq += want.double().square().sum().item()
-        worst_ratio = max(worst_ratio, ratio)
-        worst_rel = max(worst_rel, (diff_sq / max(norm_sq, 1e-60)) ** 0.5)
-        if not ratio <= 1.0:
+        bound = bound_check(theirs, ours, ggml_type, diffusers_dequant_tolerance)
+        worst_ratio = max(worst_ratio, bound.ratio)
+        worst_rel = max(worst_rel, bound.rel_l2)
+        if not bound.ratio <= 1.0:
             problems.append(
-                f"{name}: ComfyUI-GGUF's dequantization differs from gguf-py's by {ratio:.3g}x "
-                "the float16 rounding bound"
+                f"{name}: ComfyUI-GGUF's dequantization differs from gguf-py's by "
+                f"{bound.ratio:.3g}x the float16 rounding bound"
             )
         values[name] = theirs.to(torch.float32).reshape(natural[name])
     return problems, {"worst_bound_ratio": worst_ratio, "worst_rel_l2": worst_rel}

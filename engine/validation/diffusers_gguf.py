@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.source.keymap import unet_keymap
-from engine.validation.gguf_tensors import row_chunks
+from engine.validation.gguf_tensors import bound_check
 from engine.validation.thresholds import SAME_WEIGHTS, check, diffusers_dequant_tolerance
 
 
@@ -60,21 +60,16 @@ def swap_in_diffusers_weights(model: Any, gguf_path: Path, unet_config: dict) ->
             problems.append(f"{tensor.name}: no such parameter")
             continue
         theirs = diffusers_dequantized(tensor).reshape(ours.shape)
-        ratio, diff_sq, norm_sq = 0.0, 0.0, 0.0
         with torch.no_grad():
-            for got, want in zip(row_chunks(theirs), row_chunks(ours.detach()), strict=True):
-                diff = (got.double() - want.double()).abs()
-                bound = diffusers_dequant_tolerance(want, tensor.tensor_type.name)
-                ratio = max(ratio, (diff / bound).max().item())
-                diff_sq += diff.square().sum().item()
-                norm_sq += want.double().square().sum().item()
+            name = tensor.tensor_type.name
+            bound = bound_check(theirs, ours.detach(), name, diffusers_dequant_tolerance)
             ours.copy_(theirs.float())
-        rel = (diff_sq / max(norm_sq, 1e-60)) ** 0.5
-        worst_ratio, worst_rel = max(worst_ratio, ratio), max(worst_rel, rel)
-        if not ratio <= 1.0:
+        worst_ratio = max(worst_ratio, bound.ratio)
+        worst_rel = max(worst_rel, bound.rel_l2)
+        if not bound.ratio <= 1.0:
             problems.append(
                 f"{tensor.name}: diffusers' dequantization differs from gguf-py's by "
-                f"{ratio:.3g}x the float16 rounding bound"
+                f"{bound.ratio:.3g}x the float16 rounding bound"
             )
     return problems, {"worst_bound_ratio": worst_ratio, "worst_rel_l2": worst_rel}
 

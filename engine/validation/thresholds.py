@@ -74,10 +74,17 @@ OFFSET_TYPES = ("Q5_1", "Q4_1")
 GGUF_BLOCK = 32
 
 
-def diffusers_dequant_tolerance(values: Any, gguf_type: str) -> Any:
+def _in(values: Any, dtype: Any) -> Any:
+    """`values` as a torch tensor of `dtype` (float64 when None)."""
+    import torch
+
+    return values.to(dtype or torch.float64)
+
+
+def diffusers_dequant_tolerance(values: Any, gguf_type: str, dtype: Any = None) -> Any:
     """Per element, the largest |diffusers' float16 dequantization - gguf-py's| the arithmetic
-    allows (float64 torch tensor, the shape of `values`: gguf-py's float32 values, blocks of 32
-    along the last dimension).
+    allows (a torch tensor in `dtype`, float64 by default, the shape of `values`: gguf-py's
+    float32 values, blocks of 32 along the last dimension).
 
     Derivation (u = FP16_UNIT_ROUNDOFF, s = FP16_SUBNORMAL_ERROR, e = FP32_UNIT_ROUNDOFF):
     d and m are float16 and q an integer of <= 8 bits, so d * q has <= 19 significant bits and
@@ -88,8 +95,8 @@ def diffusers_dequant_tolerance(values: Any, gguf_type: str) -> Any:
       block's minimum, so |m| <= M (the block's largest |w|) and |d * q| = |w - m| <= |w| + M:
       |w' - w| <= u (|w| + M) + u (|w| + u (|w| + M)) + 2 s + e |w| + s.
     No calibration: a correct float16 dequantization cannot exceed this, a wrong block (another
-    tensor's, a corrupted scale) exceeds it by orders of magnitude. Evaluated in float64."""
-    w = values.double().abs()
+    tensor's, a corrupted scale) exceeds it by orders of magnitude."""
+    w = _in(values, dtype).abs()
     u, s, e = FP16_UNIT_ROUNDOFF, FP16_SUBNORMAL_ERROR, FP32_UNIT_ROUNDOFF
     if gguf_type not in OFFSET_TYPES:
         return u * w + s + e * w
@@ -114,9 +121,10 @@ _BLOCK_RULES = {
 }
 
 
-def quantization_tolerance(source: Any, gguf_type: str) -> Any:
+def quantization_tolerance(source: Any, gguf_type: str, dtype: Any = None) -> Any:
     """Per element, the largest |dequantized - source| a correct block quantization of `source`
-    allows (float64 torch tensor; `source` float32, blocks of 32 along the last dimension).
+    allows (a torch tensor in `dtype`, float64 by default; `source` float32, blocks of 32 along
+    the last dimension).
 
     Derived from the quantizer, not fitted: with d the block's step computed from the source
     block (rule above), the rounding error is at most `steps` * d; the stored float16 scale
@@ -127,7 +135,7 @@ def quantization_tolerance(source: Any, gguf_type: str) -> Any:
     overall error stays small."""
     qmax, steps = _BLOCK_RULES[gguf_type]
     u, s, e = FP16_UNIT_ROUNDOFF, FP16_SUBNORMAL_ERROR, FP32_UNIT_ROUNDOFF
-    x = source.double().reshape(-1, GGUF_BLOCK)
+    x = _in(source, dtype).reshape(-1, GGUF_BLOCK)
     if gguf_type in OFFSET_TYPES:
         low = x.amin(dim=1, keepdim=True)
         d = (x.amax(dim=1, keepdim=True) - low) / qmax

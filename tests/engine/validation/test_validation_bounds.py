@@ -27,7 +27,7 @@ def trained_like(seed: int, source_dtype: str) -> np.ndarray:
 
 
 class _Blocks:
-    """A gguf-py reader tensor's two fields diffusers_dequantized reads."""
+    """A gguf-py reader tensor's two fields the decoders read (`data`, `tensor_type`)."""
 
     def __init__(self, data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> None:
         self.data, self.tensor_type = data, qtype
@@ -93,3 +93,54 @@ def test_exact_copies_are_what_holds_the_source_bytes(tmp_path):
     assert not needs_reference([v.check for v in exact_variants], f16)
     assert needs_reference([v.check for v in exact_variants], bf16)
     assert needs_reference([VARIANTS["gguf-q8_0"].check], f16)
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+def test_bound_check_in_float32_gives_the_float64_ratio(qtype):
+    """bound_check evaluates in float32 (speed) and must report what float64 would: the same
+    worst ratio to a few float32 roundings, and the same verdict for a file that breaks it."""
+    from engine.validation.gguf_tensors import bound_check
+
+    kind = gguf.GGMLQuantizationType[qtype]
+    source = trained_like(2, "float16")
+    source_t = torch.from_numpy(source)
+    blocks = gguf.quants.quantize(source, kind)
+    ours = torch.from_numpy(gguf.quants.dequantize(blocks, kind))
+    exact = (ours.double() - source_t.double()).abs() / quantization_tolerance(source_t, qtype)
+    got = bound_check(ours, source_t, qtype, quantization_tolerance)
+    assert got.ratio == pytest.approx(exact.max().item(), rel=1e-5)
+    want_rel = ((ours.double() - source_t.double()).norm() / source_t.double().norm()).item()
+    assert got.rel_l2 == pytest.approx(want_rel, rel=1e-4)
+    wrong = ours.clone()
+    wrong[3, 5] += 3 * quantization_tolerance(source_t, qtype)[3, 5].item()
+    assert bound_check(wrong, source_t, qtype, quantization_tolerance).ratio > 1.0
+
+
+def test_bound_check_decides_near_the_bound_in_float64():
+    """A chunk whose float32 ratio lands within 1e-3 of the bound is evaluated in float64: an
+    error set at the bound, a hair under or over, gets float64's own ratio, not float32's."""
+    from engine.validation.gguf_tensors import bound_check
+
+    source_t = torch.from_numpy(trained_like(0, "float16"))
+    tolerance = quantization_tolerance(source_t, "Q8_0")
+    for factor in (1 - 1e-6, 1 + 1e-6):
+        values = (source_t.double() + tolerance * factor).float()
+        exact = ((values.double() - source_t.double()).abs() / tolerance).max().item()
+        assert abs(exact - 1.0) < 1e-3  # the float32 pass alone would be near its rounding
+        assert bound_check(values, source_t, "Q8_0", quantization_tolerance).ratio == exact
+
+
+@pytest.mark.parametrize("qtype", TYPES)
+def test_chunked_decoding_is_gguf_py_dequantize_bit_for_bit(qtype):
+    """The validator calls gguf-py's block decoder on 32,768 blocks at a time: over several
+    chunks and a ragged last one it gives gguf.quants.dequantize's float32 values exactly."""
+    from engine.validation.gguf_tensors import gguf_py_dequantize
+
+    kind = gguf.GGMLQuantizationType[qtype]
+    rng = np.random.default_rng(3)
+    source = (rng.standard_normal((1100, 1024)) * 0.02).astype(np.float32)  # 35,200 blocks
+    blocks = gguf.quants.quantize(source, kind)
+    want = gguf.quants.dequantize(blocks, kind).reshape(-1)
+    got = gguf_py_dequantize(_Blocks(blocks, kind))
+    assert got.dtype == np.float32
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
