@@ -144,3 +144,16 @@ def test_chunked_decoding_is_gguf_py_dequantize_bit_for_bit(qtype):
     got = gguf_py_dequantize(_Blocks(blocks, kind))
     assert got.dtype == np.float32
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_a_nan_value_never_passes_a_bound():
+    """A NaN (a float16 NaN scale decodes to a block of them) fails the element check itself:
+    Python's `max` would drop it, torch's propagates it, and bound_check reports infinity."""
+    from engine.validation.gguf_tensors import bound_check
+
+    source_t = torch.from_numpy(trained_like(0, "float16"))
+    blocks = gguf.quants.quantize(source_t.numpy(), gguf.GGMLQuantizationType.Q8_0)
+    values = torch.from_numpy(gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType.Q8_0))
+    assert bound_check(values, source_t, "Q8_0", quantization_tolerance).ratio <= 1.0
+    values[10, :32] = float("nan")
+    assert bound_check(values, source_t, "Q8_0", quantization_tolerance).ratio == float("inf")
