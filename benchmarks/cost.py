@@ -114,13 +114,16 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     source = full_size_source(work, "sd15-lcm", with_pipeline=True)
     if args.sdcpp_only:
-        from engine.run.convert import convert
-        from engine.run.variants import VARIANTS
+        from engine.run.convert import convert, source_facts
+        from engine.run.selection import resolve_variants
+        from engine.source.weight_sets import WeightSets
         from engine.validation.sdcpp import applies
 
         out = work / "out-sdcpp"
         if not (out / "manifest.json").is_file():
-            readers = [n for n, v in VARIANTS.items() if applies(v.consumers)]
+            # what `--variants all` makes of this source (an fp16 source has no fp16 twins)
+            facts = source_facts(WeightSets(source).main)
+            readers = [v.name for v in resolve_variants("all", facts) if applies(v.consumers)]
             convert(source, out, args.variants.split(",") if args.variants else readers)
     else:
         out = _converted(source, work / "out")

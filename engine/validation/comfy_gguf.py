@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 CHECK_READ = (
     "GGUFReader + comfy.gguf.orig_shape (INT32): every tensor vs source in its stored shape, "
-    "every quantized element within its block's quantization bound (gguf-py dequantize)"
+    "every quantized element within its block's quantization bound (gguf-py's block decoders)"
 )
 CHECK_RULES = "ComfyUI-GGUF rules (loader.py, dequant.py, tools/convert.py + lcpp.patch)"
 CHECK_DEQUANT = (

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from engine.validation.check import Check
 
 CHECK_READ = (
-    "GGUFReader + gguf.quants.dequantize: every tensor vs source, every quantized element "
+    "GGUFReader + gguf-py's block decoders: every tensor vs source, every quantized element "
     "within its block's quantization bound"
 )
 CHECK_RULES = "consumer rules: ComfyUI-GGUF, stable-diffusion.cpp, diffusers"
