@@ -9,6 +9,11 @@ the ledger's record of a publication) say so.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.choice import VariantChoice
+    from engine.run.variants import PublishTarget
 
 
 def already_published(revision: str, by_ledger: bool = False) -> str:
@@ -26,6 +31,14 @@ def ships_original(filename: str, what: str = "") -> str:
 def nothing_chosen(target: str) -> str:
     """The chosen variants leave this target empty (the notes say which were left out)."""
     return f"no variant chosen for {target}"
+
+
+def no_work_chosen(kind: PublishTarget, choice: VariantChoice, pr_skip: str) -> str:
+    """Why the choice itself gives target `kind` no work, or "": no variant chosen for it, or a
+    pull request the repo does not need (`pr_skip`: bot.discover.scan.Candidate's)."""
+    if not choice.per_target.get(kind):
+        return nothing_chosen(kind.key)
+    return pr_skip if kind.is_pr else ""
 
 
 def held_back(variants: list[str], version: str) -> str:

@@ -50,11 +50,9 @@ def pending_targets(
     pending: dict[PublishTarget, Target] = {}
     why: dict[str, str] = {}
     for kind in mode.targets:
-        if not choice.per_target.get(kind):
-            why[kind.key] = reasons.nothing_chosen(kind.key)
-            continue
-        if kind.is_pr and candidate.pr_skip:
-            why[kind.key] = candidate.pr_skip
+        cause = reasons.no_work_chosen(kind, choice, candidate.pr_skip)
+        if cause:
+            why[kind.key] = cause
             continue
         if ledger is not None and ledger.settled(candidate, kind):
             failed = kind.key in ledger.held_back(candidate, choice, mode)
@@ -141,8 +139,8 @@ def run_hub(request: JobRequest, config: BotConfig, hub: Hub) -> JobResult:
                     unet_folder=unet_folder, over_budget=over_budget,
                 )  # fmt: skip
             what = "pull request on" if kind.is_pr else "commit to"
-            size = describe_bytes(len(plan.uploads), sum(u.size for u in plan.uploads))
-            with stage_bar(f"publish: {what} {target.repo_id}", size):
+            sent = describe_bytes(len(plan.uploads), sum(u.size for u in plan.uploads))
+            with stage_bar(f"publish: {what} {target.repo_id}", sent):
                 url = execute(hub, plan, me.user)
             display().event(f"published: {url}")
             result.published.append(url)

@@ -18,7 +18,7 @@ from bot.config import BotConfig, PublishMode
 from bot.job.convert_stage import convert_stage
 from bot.job.pickles import opened_pickles, opened_single_file, record_opening
 from bot.job.types import JobRequest, JobResult
-from engine.errors import BadInput, ExitCode, MissingFile
+from engine.errors import BadInput, ExitCode
 from engine.run.convert import source_facts
 from engine.source.weight_sets import WeightSets
 from engine.writers.original import Provenance
@@ -47,12 +47,8 @@ def run_job(request: JobRequest, config: BotConfig, hub: Hub | None = None) -> J
 def _run_local(request: JobRequest, config: BotConfig) -> JobResult:
     result = JobResult(request.source, Path(request.out))
     src, out = Path(request.source), Path(request.out)
-    if src.is_file():
-        opener = opened_single_file(src, out)
-    elif src.exists():
-        opener = opened_pickles(src, out)
-    else:
-        raise MissingFile(f"{src}: no such file or folder")
+    # run_job sends only an existing file or folder here
+    opener = opened_single_file(src, out) if src.is_file() else opened_pickles(src, out)
     with opener as (source_dir, opened):
         sets = WeightSets(source_dir)  # opened once: judged here, then converted
         source = sets.main  # judge: configs and headers only

@@ -121,14 +121,12 @@ class _Targets:
 
 def _why_done(c: Candidate, choice: VariantChoice, mode: PublishMode) -> str:
     """Why a repo with no pending and no held-back target needs no work (bot/reasons.py)."""
-    why = {}
-    for kind in mode.targets:
-        if not choice.per_target.get(kind):
-            why[kind.key] = reasons.nothing_chosen(kind.key)
-        elif kind.is_pr and c.pr_skip:
-            why[kind.key] = c.pr_skip
-        else:  # neither pending nor held back: the ledger or the Hub's markers have it
-            why[kind.key] = reasons.already_published(c.sha)
+    # a target neither pending nor held back, with work chosen: the ledger or the Hub has it
+    why = {
+        kind.key: reasons.no_work_chosen(kind, choice, c.pr_skip)
+        or reasons.already_published(c.sha)
+        for kind in mode.targets
+    }
     return reasons.combine(why)
 
 
