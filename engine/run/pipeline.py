@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from engine.formats.manifest import Artifact, Manifest
+from engine.memory import keep_freed_memory
 from engine.run.convert import ProgressHook, Run, start_run, write_variant
 from engine.run.validate import import_loaders, validate_artifact, write_validation_grid
 from engine.run.variants import Variant
@@ -79,48 +80,49 @@ def convert_and_validate(
         daemon=True,
     )
     writer.start()
-    try:
-        import_loaders()  # while the writer thread writes the first files
-        # Whole-model writers run here, beside the streaming writer but before any validation
-        # model is loaded: ~3 GB + ~100 MB, then the validation models alone.
-        heavy = []
-        for variant in (v for v in run.variants if v.loads_model):
-            tick(f"write {variant.name}")
-            heavy.append(write_variant(run, variant, earlier))
-            record(heavy[-1])
-        revision = run.manifest.source.get("revision", "")
-        contexts = {
-            id(source): Context(source, run.out_dir, revision, grid)
-            for source in run.sources.values()
-        }
+    with keep_freed_memory():  # engine.memory says why
+        try:
+            import_loaders()  # while the writer thread writes the first files
+            # Whole-model writers run here, beside the streaming writer but before any validation
+            # model is loaded: ~3 GB + ~100 MB, then the validation models alone.
+            heavy = []
+            for variant in (v for v in run.variants if v.loads_model):
+                tick(f"write {variant.name}")
+                heavy.append(write_variant(run, variant, earlier))
+                record(heavy[-1])
+            revision = run.manifest.source.get("revision", "")
+            contexts = {
+                id(source): Context(source, run.out_dir, revision, grid)
+                for source in run.sources.values()
+            }
 
-        def context(name: str) -> Context:
-            return contexts[id(run.source_for(variant_named(name)))]
+            def context(name: str) -> Context:
+                return contexts[id(run.source_for(variant_named(name)))]
 
-        for ctx in contexts.values():
-            mine = [v for v in run.variants if context(v.name) is ctx]
-            if needs_reference([v.check for v in mine], ctx.source):
-                if progress:
-                    progress("fp32 reference outputs", step, total)
-                ctx.reference()
-        for artifact in heavy:
-            tick(f"validate {artifact.variant}")
-            _validate(run, context(artifact.variant), artifact)
-        while (item := ready.get()) is not _FINISHED:
-            if isinstance(item, BaseException):
-                raise item
-            tick(f"wrote {item.variant}")
-            record(item)
-            tick(f"validate {item.variant}")
-            _validate(run, context(item.variant), item)
-    finally:
-        stop.set()
-        writer.join()
-    order = {v.name: i for i, v in enumerate(run.variants)}
-    run.manifest.artifacts.sort(key=lambda a: order[a.variant])
-    if grid:
-        tick("validation grid")
-        write_validation_grid(contexts[id(run.source)], run.manifest)
+            for ctx in contexts.values():
+                mine = [v for v in run.variants if context(v.name) is ctx]
+                if needs_reference([v.check for v in mine], ctx.source):
+                    if progress:
+                        progress("fp32 reference outputs", step, total)
+                    ctx.reference()
+            for artifact in heavy:
+                tick(f"validate {artifact.variant}")
+                _validate(run, context(artifact.variant), artifact)
+            while (item := ready.get()) is not _FINISHED:
+                if isinstance(item, BaseException):
+                    raise item
+                tick(f"wrote {item.variant}")
+                record(item)
+                tick(f"validate {item.variant}")
+                _validate(run, context(item.variant), item)
+        finally:
+            stop.set()
+            writer.join()
+        order = {v.name: i for i, v in enumerate(run.variants)}
+        run.manifest.artifacts.sort(key=lambda a: order[a.variant])
+        if grid:
+            tick("validation grid")
+            write_validation_grid(contexts[id(run.source)], run.manifest)
     run.manifest.save(run.out_dir)
     if progress:
         progress("done", total, total)

@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.errors import BadInput, MissingFile
 from engine.formats.manifest import Artifact, Manifest, sha256_file
 from engine.formats.validation_record import ValidationResult
-from engine.memory import release_memory
+from engine.memory import keep_freed_memory, release_memory
 from engine.run.variants import variant
 from engine.source.layout import Precision
 from engine.source.weight_sets import WeightSets
@@ -149,21 +149,22 @@ def validate_manifest(
             contexts[precision] = same or Context(source, out_dir, revision, grid)
         return contexts[precision]
 
-    for artifact in manifest.artifacts:  # references now, while no artifact model is in memory
-        ctx = context(artifact)
-        mine = [variant(a.variant) for a in manifest.artifacts if context(a) is ctx]
-        if needs_reference([v.check for v in mine], ctx.source):
-            ctx.reference()
-    release_memory()
-    for i, artifact in enumerate(manifest.artifacts):
-        if progress:
-            progress(artifact.variant, i, len(manifest.artifacts))
-        validate_artifact(artifact, context(artifact), check_hashes)
-        manifest.save(out_dir)
-    if contexts:
-        write_validation_grid(
-            contexts.get(Precision.HALF) or next(iter(contexts.values())), manifest
-        )
+    with keep_freed_memory():
+        for artifact in manifest.artifacts:  # references first, while no artifact model is held
+            ctx = context(artifact)
+            mine = [variant(a.variant) for a in manifest.artifacts if context(a) is ctx]
+            if needs_reference([v.check for v in mine], ctx.source):
+                ctx.reference()
+        release_memory()
+        for i, artifact in enumerate(manifest.artifacts):
+            if progress:
+                progress(artifact.variant, i, len(manifest.artifacts))
+            validate_artifact(artifact, context(artifact), check_hashes)
+            manifest.save(out_dir)
+        if contexts:
+            write_validation_grid(
+                contexts.get(Precision.HALF) or next(iter(contexts.values())), manifest
+            )
     manifest.save(out_dir)
     return manifest
 

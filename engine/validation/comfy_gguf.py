@@ -30,7 +30,13 @@ from engine.formats.safetensors_io import output_tensor
 from engine.formats.validation_record import ValidationResult
 from engine.memory import release_memory
 from engine.validation.context import Context
-from engine.validation.gguf_tensors import bound_check, compare_tensors, gguf_fields, open_reader
+from engine.validation.gguf_tensors import (
+    bound_check,
+    compare_tensors,
+    forget_pages,
+    gguf_fields,
+    open_reader,
+)
 from engine.validation.outputs import output_checks
 from engine.validation.thresholds import diffusers_dequant_tolerance
 from engine.writers.gguf_rules import COMFY_ORIG_SHAPE, check_comfy_gguf
@@ -100,7 +106,6 @@ def swap_in_comfy_weights(
     """Replace each quantized tensor's gguf-py values (stored shape) by ComfyUI-GGUF's float16
     dequantization cast to float32, after checking it element by element against the float16
     bound; every value ends in its natural shape. Returns (problems, metrics)."""
-    import torch
 
     problems: list[str] = []
     worst_ratio, worst_rel = 0.0, 0.0
@@ -113,6 +118,7 @@ def swap_in_comfy_weights(
             values[name] = ours.reshape(natural[name])
             continue
         theirs = comfy_dequantize(tensor, natural[name]).reshape(ours.shape)
+        forget_pages(reader, tensor)
         bound = bound_check(theirs, ours, ggml_type, diffusers_dequant_tolerance)
         worst_ratio = max(worst_ratio, bound.ratio)
         worst_rel = max(worst_rel, bound.rel_l2)
@@ -121,7 +127,8 @@ def swap_in_comfy_weights(
                 f"{name}: ComfyUI-GGUF's dequantization differs from gguf-py's by "
                 f"{bound.ratio:.3g}x the float16 rounding bound"
             )
-        values[name] = theirs.to(torch.float32).reshape(natural[name])
+        ours.copy_(theirs)  # into gguf-py's float32 buffer: exact, no second copy of the UNet
+        values[name] = ours.reshape(natural[name])
     return problems, {"worst_bound_ratio": worst_ratio, "worst_rel_l2": worst_rel}
 
 

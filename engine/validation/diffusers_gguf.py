@@ -24,8 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.memory import return_kept_memory
 from engine.source.keymap import unet_keymap
-from engine.validation.gguf_tensors import bound_check
+from engine.validation.gguf_tensors import bound_check, forget_pages
 from engine.validation.thresholds import SAME_WEIGHTS, check, diffusers_dequant_tolerance
 
 
@@ -51,7 +52,8 @@ def swap_in_diffusers_weights(model: Any, gguf_path: Path, unet_config: dict) ->
     params = dict(model.named_parameters())
     problems: list[str] = []
     worst_ratio, worst_rel = 0.0, 0.0
-    for tensor in gguf.GGUFReader(str(gguf_path)).tensors:
+    reader = gguf.GGUFReader(str(gguf_path))
+    for tensor in reader.tensors:
         if tensor.tensor_type.name in ("F16", "F32"):
             continue
         natural = tuple(int(d) for d in reversed(tensor.shape.tolist()))
@@ -60,10 +62,11 @@ def swap_in_diffusers_weights(model: Any, gguf_path: Path, unet_config: dict) ->
             problems.append(f"{tensor.name}: no such parameter")
             continue
         theirs = diffusers_dequantized(tensor).reshape(ours.shape)
+        forget_pages(reader, tensor)
         with torch.no_grad():
             name = tensor.tensor_type.name
             bound = bound_check(theirs, ours.detach(), name, diffusers_dequant_tolerance)
-            ours.copy_(theirs.float())
+            ours.copy_(theirs)  # float16 -> float32 in the copy: exact, no float32 temporary
         worst_ratio = max(worst_ratio, bound.ratio)
         worst_rel = max(worst_rel, bound.rel_l2)
         if not bound.ratio <= 1.0:
@@ -85,6 +88,7 @@ def diffusers_load_problems(
     from engine.validation.loaders import load_unet
     from engine.validation.probe import compare, forward
 
+    return_kept_memory()  # diffusers' GGUF reader maps the whole file: see engine.memory
     model = load_unet(
         gguf_path,
         config,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.formats.validation_record import ValidationResult
+from engine.memory import return_kept_memory
 from engine.validation.context import Context
 from engine.validation.outputs import output_checks
 
@@ -23,6 +24,7 @@ def validate_diffusers_quant(check: Check, artifact: Artifact, ctx: Context) -> 
 
     assert check.quant_scheme is not None and check.threshold is not None
     folder = (ctx.out_dir / artifact.path).parent
+    return_kept_memory()  # from_pretrained maps the folder's safetensors: see engine.memory
     model = load_quantized_unet(folder, check.quant_scheme)
     problems: list[str] = []
     metrics = output_checks(model, ctx, check.name, check.threshold, problems)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.formats.validation_record import ValidationResult
-from engine.memory import release_memory
+from engine.memory import release_memory, return_kept_memory
 from engine.source.keymap import UNET_PREFIX
 from engine.validation.context import Context, PassedGGUF, exact_copy
 from engine.validation.exact import loaded_differences
@@ -155,6 +155,7 @@ def _exact_load_problems(path: Path, ctx: Context) -> list[str]:
     from engine.validation.loaders import load_unet
 
     config, subfolder = ctx.config_args
+    return_kept_memory()  # diffusers' GGUF reader maps the whole file: see engine.memory
     model = load_unet(
         path,
         config,

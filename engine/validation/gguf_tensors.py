@@ -46,6 +46,27 @@ def open_reader(path: Path) -> tuple[Any, str]:
         return None, f"{path.name}: gguf.GGUFReader cannot read it (truncated or malformed: {exc})"
 
 
+def forget_pages(reader: Any, tensor: Any) -> None:
+    """Drop the pages of `tensor`'s bytes from this process's view of the file (the kernel's
+    page cache keeps them: reading them again is a minor fault, never a disk read).
+
+    Why: gguf-py maps the whole file (`np.memmap`), and every page a check touches stays in the
+    process's resident set until the reader is gone. Two readers of a 1.7 GB UNet (a full GGUF
+    against the UNet-only GGUF it shares bytes with) were 3.4 GB of resident file pages on top
+    of the models. Each tensor is read once per pass, so its pages are dropped once it has been
+    read. The mapping is read-only and file-backed, so MADV_DONTNEED loses nothing. Where the
+    reader's map is not an mmap (another gguf-py), nothing is dropped."""
+    import mmap
+
+    mapping = getattr(reader.data, "_mmap", None)  # numpy.memmap keeps its mmap.mmap here
+    if not isinstance(mapping, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start = int(tensor.data_offset) // mmap.PAGESIZE * mmap.PAGESIZE
+    end = min(int(tensor.data_offset) + int(tensor.n_bytes), len(mapping))
+    if end > start:
+        mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
 def gguf_fields(reader: Any) -> dict[str, object]:
     fields = {}
     for name, fld in reader.fields.items():
@@ -153,6 +174,7 @@ def compare_tensors(
                 )
         if keep_unet_values and values is not None and t.name.startswith(UNET_PREFIX):
             result.unet[t.name] = values
+        forget_pages(reader, tensor)
     return result
 
 
@@ -215,16 +237,21 @@ def same_unet(reader: Any, other_path: Path) -> bool:
     `other_path` (a GGUF that passed validation in this run)."""
     import gguf
 
-    mine = unet_tensors(reader)
-    theirs = unet_tensors(gguf.GGUFReader(str(other_path)))
+    other = gguf.GGUFReader(str(other_path))
+    mine, theirs = unet_tensors(reader), unet_tensors(other)
     if mine.keys() != theirs.keys():
         return False
-    return all(
-        t.tensor_type == theirs[name].tensor_type
-        and list(t.shape) == list(theirs[name].shape)
-        and same_bytes(t.data, theirs[name].data)
-        for name, t in mine.items()
-    )
+    for name, t in mine.items():
+        same = (
+            t.tensor_type == theirs[name].tensor_type
+            and list(t.shape) == list(theirs[name].shape)
+            and same_bytes(t.data, theirs[name].data)
+        )
+        forget_pages(reader, t)
+        forget_pages(other, theirs[name])
+        if not same:
+            return False
+    return True
 
 
 def model_from_values(unet_config: dict, values: dict[str, Any]) -> Any:
