@@ -42,9 +42,10 @@ def release_memory() -> None:
 
 def return_kept_memory() -> None:
     """`release_memory`, also inside `keep_freed_memory`, before a consumer's loader that maps a
-    whole file while it reads (diffusers' GGUF reader, `from_pretrained` of a quantized folder):
-    the pages it maps and what the heap keeps would otherwise add up in the peak (7.1 GB
-    measured without this, against 5.8 GB with it, for `--variants all` at full size)."""
+    whole file while it reads (diffusers' GGUF reader, `from_pretrained` of a quantized folder)
+    or a child process that loads a whole model (stable-diffusion.cpp): the pages it maps, or
+    the child's memory, and what the heap keeps would otherwise add up (7.1 GB peak measured
+    without this, against 5.8 GB with it, for `--variants all` at full size)."""
     gc.collect()
     libc = _libc()
     if libc is not None:
@@ -59,16 +60,17 @@ def keep_freed_memory() -> Iterator[None]:
     Why: by default glibc serves blocks above its (dynamic, at most 32 MB) mmap threshold with
     fresh mappings and returns the top of the heap on each free, so every forward pass's large
     activations, every float32 copy of a source tensor and every artifact's 3.4 GB of
-    dequantized weights are new pages. One lossy GGUF's validation faulted in ~16 GB that way
-    (8.3 million minor faults for two files), and on a virtual machine each such page costs
-    microseconds: keeping the memory made a full-size Q4_0 file's validation 18.2 s -> 11.6 s
-    and a ComfyUI-GGUF Q5_0 one 22.6 s -> 15.7 s, peak RSS 5.72 -> 5.89 GB (benchmarks/
-    RESULTS.md). PyTorch's CPU tuning guide makes the same point when it recommends a caching
-    allocator (jemalloc, TCMalloc); mallopt does it with the allocator already loaded.
+    dequantized weights are new pages: validating two lossy GGUFs faulted in 33 GB (8.1 million
+    minor faults), and on a virtual machine a page brought back costs microseconds. With this,
+    `--variants all` at full size validates in 189.7 s instead of 214.6-222.5 s, a ComfyUI-GGUF
+    Q5_0 file in 16.3 s instead of 21.3-23.8 s (benchmarks/RESULTS.md). PyTorch's CPU tuning
+    guide makes the same point when it recommends a caching allocator (jemalloc, TCMalloc);
+    mallopt does it with the allocator already loaded.
 
-    The peak is unchanged in kind: it is still the largest set of buffers alive at once, now
-    plus the heap's fragmentation. On leaving, glibc's default thresholds are set again and the
-    kept memory is returned (`malloc_trim`). Without glibc this does nothing."""
+    What the heap keeps is the most it ever held at once, fragmentation included (5.4 GB at full
+    size), so it is handed back before a loader maps a whole file (`return_kept_memory`); the
+    peak went down, 5.47-5.86 -> 5.27 GiB. On leaving, glibc's default thresholds are set again
+    and the kept memory is returned (`malloc_trim`). Without glibc this does nothing."""
     global _keeping
     libc = _libc()
     if libc is None:

@@ -39,12 +39,12 @@ class Measured:
 
 # benchmarks/per_repo.py, 2026-12-08, on the 2-core reference machine with nothing else running
 # (a hosted runner is a VM of its own): a full-size fp16 SD1.5 pipeline with the shipped config
-# took 129.5 s through the embedded Hub (convert + validate 95.6 s, fetch 7 s and publish 25 s
+# took 112.5 s through the embedded Hub (convert + validate 71.9 s, fetch 8.6 s and publish 29.9 s
 # over loopback). The real Hub is further away: the job moves 11.3 GB (2.13 GB down, 5.35 GB into
-# the bot's repo, 3.85 GB into the PR), taken at an assumed 50 MB/s, 3.8 min. So 2.2 min - 0.5
-# min of local transfer + 3.8 min, rounded up: 6 min. A popular source's full set
-# (benchmarks/real_layout.py: `--variants all` of a pipeline with fp32 and fp16 weights, 281 s)
-# moves ~26 GB: 4.7 + 8.7 min, rounded up: 15 min. Estimated, not measured here: the fixed start
+# the bot's repo, 3.85 GB into the PR), taken at an assumed 50 MB/s, 3.8 min. So 1.9 min - 0.5
+# min of local transfer + 3.8 min = 5.2 min, rounded up: 6 min. A popular source's full set
+# (benchmarks/real_layout.py: `--variants all` of a pipeline with fp32 and fp16 weights, 234 s)
+# moves ~26 GB: 3.9 + 8.7 min, rounded up: 15 min. Estimated, not measured here: the fixed start
 # of a job (runner, checkout, restoring the prebuilt environment and `pip install -e .` over it:
 # 18 s measured for that install). The plan is bounded by `scan.max_minutes`.
 # (2026-12-07, while other jobs loaded the machine to load average 7-12, the same job took 1,195 s.)

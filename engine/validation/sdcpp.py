@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.formats.safetensors_io import write_safetensors
+from engine.memory import return_kept_memory
 from engine.source.keymap import CLIP_PREFIX, VAE_PREFIX
 from engine.validation.sdcpp_run import LOG_PREFIX, RESULT_PREFIX, SdcppOutcome, SdcppRequest
 
@@ -172,6 +173,7 @@ def run_child(request: SdcppRequest, timeout: float = TIMEOUT_S) -> SdcppOutcome
     """One load + generation in a fresh process; a crash or timeout is a failed load."""
     cmd = [sys.executable, "-m", "engine.validation.sdcpp_run", request.to_json()]
     env = {**os.environ, "OMP_NUM_THREADS": str(request.threads)}
+    return_kept_memory()  # the child loads a whole model: the machine holds both processes
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False
