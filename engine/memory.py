@@ -34,18 +34,18 @@ def release_memory() -> None:
     Models of ~1.7-3.4 GB come and go during validation; glibc keeps freed arenas mapped,
     which would make each stage's peak the sum of all previous ones. `malloc_trim` is the
     documented way to return them (Linux/glibc only; elsewhere a no-op)."""
-    gc.collect()
-    libc = _libc()
-    if libc is not None and not _keeping:
-        libc.malloc_trim(0)
+    if _keeping:
+        gc.collect()
+    else:
+        return_kept_memory()
 
 
 def return_kept_memory() -> None:
     """`release_memory`, also inside `keep_freed_memory`, before a consumer's loader that maps a
     whole file while it reads (diffusers' GGUF reader, `from_pretrained` of a quantized folder)
     or a child process that loads a whole model (stable-diffusion.cpp): the pages it maps, or
-    the child's memory, and what the heap keeps would otherwise add up (7.1 GB peak measured
-    without this, against 5.8 GB with it, for `--variants all` at full size)."""
+    the child's memory, and what the heap keeps would otherwise add up (`--variants all` at full
+    size peaked at 7.1 GB without this, 5.7 GB with it)."""
     gc.collect()
     libc = _libc()
     if libc is not None:
@@ -69,8 +69,9 @@ def keep_freed_memory() -> Iterator[None]:
 
     What the heap keeps is the most it ever held at once, fragmentation included (5.4 GB at full
     size), so it is handed back before a loader maps a whole file (`return_kept_memory`); the
-    peak went down, 5.47-5.86 -> 5.27 GiB. On leaving, glibc's default thresholds are set again
-    and the kept memory is returned (`malloc_trim`). Without glibc this does nothing."""
+    peak went down, 5.47-5.86 -> 5.27 GiB. On leaving, glibc's initial thresholds (128 KiB) are
+    set again, without its dynamic adjustment, and the kept memory is returned (`malloc_trim`).
+    Without glibc this does nothing."""
     global _keeping
     libc = _libc()
     if libc is None:
