@@ -31,14 +31,14 @@ from engine.formats.validation_record import ValidationResult
 from engine.memory import release_memory
 from engine.validation.context import Context
 from engine.validation.gguf_tensors import (
-    bound_check,
+    PLAIN,
+    DecoderAgreement,
     compare_tensors,
     forget_pages,
     gguf_fields,
     open_reader,
 )
 from engine.validation.outputs import output_checks
-from engine.validation.thresholds import diffusers_dequant_tolerance
 from engine.writers.gguf_rules import COMFY_ORIG_SHAPE, check_comfy_gguf
 from engine.writers.original import original_tensors
 
@@ -106,30 +106,18 @@ def swap_in_comfy_weights(
     """Replace each quantized tensor's gguf-py values (stored shape) by ComfyUI-GGUF's float16
     dequantization cast to float32, after checking it element by element against the float16
     bound; every value ends in its natural shape. Returns (problems, metrics)."""
-
-    problems: list[str] = []
-    worst_ratio, worst_rel = 0.0, 0.0
+    agreement = DecoderAgreement("ComfyUI-GGUF's")
     for tensor in reader.tensors:
         name, ggml_type = tensor.name, tensor.tensor_type.name
         ours = values.get(name)
         if ours is None:
             continue
-        if ggml_type in ("F16", "F32"):
-            values[name] = ours.reshape(natural[name])
-            continue
-        theirs = comfy_dequantize(tensor, natural[name]).reshape(ours.shape)
-        forget_pages(reader, tensor)
-        bound = bound_check(theirs, ours, ggml_type, diffusers_dequant_tolerance)
-        worst_ratio = max(worst_ratio, bound.ratio)
-        worst_rel = max(worst_rel, bound.rel_l2)
-        if not bound.ratio <= 1.0:
-            problems.append(
-                f"{name}: ComfyUI-GGUF's dequantization differs from gguf-py's by "
-                f"{bound.ratio:.3g}x the float16 rounding bound"
-            )
-        ours.copy_(theirs)  # into gguf-py's float32 buffer: exact, no second copy of the UNet
+        if ggml_type not in PLAIN:
+            theirs = comfy_dequantize(tensor, natural[name]).reshape(ours.shape)
+            forget_pages(reader, tensor)
+            agreement.swap_in(name, ggml_type, theirs, ours)  # into gguf-py's float32 buffer
         values[name] = ours.reshape(natural[name])
-    return problems, {"worst_bound_ratio": worst_ratio, "worst_rel_l2": worst_rel}
+    return agreement.problems, agreement.metrics()
 
 
 def validate_comfy_gguf(check: Check, artifact: Artifact, ctx: Context) -> ValidationResult:

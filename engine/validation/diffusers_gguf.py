@@ -26,8 +26,8 @@ from typing import Any
 
 from engine.memory import return_kept_memory
 from engine.source.keymap import unet_keymap
-from engine.validation.gguf_tensors import bound_check, forget_pages
-from engine.validation.thresholds import SAME_WEIGHTS, check, diffusers_dequant_tolerance
+from engine.validation.gguf_tensors import PLAIN, DecoderAgreement, forget_pages
+from engine.validation.thresholds import SAME_WEIGHTS, check
 
 
 def diffusers_dequantized(tensor: Any) -> Any:
@@ -46,35 +46,23 @@ def swap_in_diffusers_weights(model: Any, gguf_path: Path, unet_config: dict) ->
     Returns (problems, metrics): the worst ratio of an element's difference to its bound
     (<= 1 by derivation) and the worst tensor rel L2 between the two dequantizations."""
     import gguf
-    import torch
 
     keymap = unet_keymap(unet_config)
     params = dict(model.named_parameters())
-    problems: list[str] = []
-    worst_ratio, worst_rel = 0.0, 0.0
+    agreement = DecoderAgreement("diffusers'")
     reader = gguf.GGUFReader(str(gguf_path))
     for tensor in reader.tensors:
-        if tensor.tensor_type.name in ("F16", "F32"):
+        if tensor.tensor_type.name in PLAIN:
             continue
         natural = tuple(int(d) for d in reversed(tensor.shape.tolist()))
         ours = params.get(keymap.to_diffusers(tensor.name, natural)[0])
         if ours is None:
-            problems.append(f"{tensor.name}: no such parameter")
+            agreement.problems.append(f"{tensor.name}: no such parameter")
             continue
         theirs = diffusers_dequantized(tensor).reshape(ours.shape)
         forget_pages(reader, tensor)
-        with torch.no_grad():
-            name = tensor.tensor_type.name
-            bound = bound_check(theirs, ours.detach(), name, diffusers_dequant_tolerance)
-            ours.copy_(theirs)  # float16 -> float32 in the copy: exact, no float32 temporary
-        worst_ratio = max(worst_ratio, bound.ratio)
-        worst_rel = max(worst_rel, bound.rel_l2)
-        if not bound.ratio <= 1.0:
-            problems.append(
-                f"{tensor.name}: diffusers' dequantization differs from gguf-py's by "
-                f"{bound.ratio:.3g}x the float16 rounding bound"
-            )
-    return problems, {"worst_bound_ratio": worst_ratio, "worst_rel_l2": worst_rel}
+        agreement.swap_in(tensor.name, tensor.tensor_type.name, theirs, ours)
+    return agreement.problems, agreement.metrics()
 
 
 def diffusers_load_problems(

@@ -20,7 +20,7 @@ from engine.formats.safetensors_io import OutputTensor
 from engine.formats.tensor_values import read_tensor_array
 from engine.source.keymap import UNET_PREFIX
 from engine.validation.exact import same_bytes, same_bytes_on_disk
-from engine.validation.thresholds import quantization_tolerance
+from engine.validation.thresholds import diffusers_dequant_tolerance, quantization_tolerance
 
 PLAIN = ("F16", "F32")
 
@@ -226,6 +226,37 @@ def bound_check(
             ratio = error.div_(tolerance(want, gguf_type)).max().item()
         worst = max(worst, ratio if ratio == ratio else math.inf)  # a NaN value never passes
     return BoundCheck(worst, (diff_sq / max(norm_sq, 1e-60)) ** 0.5)
+
+
+@dataclass
+class DecoderAgreement:
+    """A consumer's float16 decoding of a GGUF (diffusers', ComfyUI-GGUF's) against gguf-py's
+    float32 values, tensor by tensor, under the derived float16 rounding bound
+    (engine.validation.thresholds.diffusers_dequant_tolerance)."""
+
+    decoder: str  # whose decoding, as the messages name it: "diffusers'", "ComfyUI-GGUF's"
+    problems: list[str] = field(default_factory=list)
+    worst_ratio: float = 0.0  # worst |theirs - ours| / bound over every element (<= 1)
+    worst_rel: float = 0.0  # worst tensor rel L2 between the two decodings
+
+    def swap_in(self, name: str, ggml_type: str, theirs: Any, ours: Any) -> None:
+        """Check `theirs` against `ours` element by element, then copy it into `ours` (float16
+        to float32 in the copy: exact, and no float32 temporary)."""
+        import torch
+
+        with torch.no_grad():
+            bound = bound_check(theirs, ours.detach(), ggml_type, diffusers_dequant_tolerance)
+            ours.copy_(theirs)
+        self.worst_ratio = max(self.worst_ratio, bound.ratio)
+        self.worst_rel = max(self.worst_rel, bound.rel_l2)
+        if not bound.ratio <= 1.0:
+            self.problems.append(
+                f"{name}: {self.decoder} dequantization differs from gguf-py's by "
+                f"{bound.ratio:.3g}x the float16 rounding bound"
+            )
+
+    def metrics(self) -> dict[str, float]:
+        return {"worst_bound_ratio": self.worst_ratio, "worst_rel_l2": self.worst_rel}
 
 
 def unet_tensors(reader: Any) -> dict[str, Any]:
